@@ -1,0 +1,16 @@
+"""contrast3d: self-supervised contrastive pre-training of sparse-conv 3D backbones.
+
+Data flows one way: files (:mod:`contrast3d.io`) -> scene records
+(:class:`~contrast3d.structures.PointCloud`) -> transforms and views (:mod:`contrast3d.data`)
+-> batches (:class:`~contrast3d.structures.PointBatch`) -> backbone (:mod:`contrast3d.models`)
+-> method and loss (:mod:`contrast3d.methods`, :mod:`contrast3d.losses`) -> engine
+(:mod:`contrast3d.engine`) -> evaluation (:mod:`contrast3d.evaluation`).
+"""
+from contrast3d.errors import DataError
+from contrast3d.structures import (PairBatch, PointBatch, PointCloud, ViewPair, collate_pairs,
+                                   collate_points)
+
+__version__ = "0.1.0"
+
+__all__ = ["DataError", "PointCloud", "PointBatch", "ViewPair", "PairBatch", "collate_points",
+           "collate_pairs", "__version__"]

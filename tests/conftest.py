@@ -1,0 +1,34 @@
+"""Shared test fixtures.
+
+``shared_data`` is ``../shared/data`` beside the repository (real samples that are never
+copied into the repo); tests that need it skip with a reason when it is absent.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CONTRAST3D_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+# Keep unit tests deterministic and light on the 2-core CI machine.
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of ``../shared/data``; skips the test when it is not there."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data samples not found at {SHARED_DATA} (only present beside the project checkout)")
+    return SHARED_DATA
+
+
+def shared_sample(name: str) -> Path:
+    """Path of one sample folder under ``../shared/data``; skips when absent."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"real data sample {path} not present")
+    return path
