@@ -354,3 +354,65 @@ def concat_clouds(clouds: Iterable[PointCloud]) -> PointCloud:
     extra_keys = set.intersection(*(set(c.extra) for c in clouds)) if clouds else set()
     return PointCloud(**out, extra={k: np.concatenate([c.extra[k] for c in clouds]) for k in extra_keys},
                       meta=dict(clouds[0].meta) if clouds else {})
+
+
+@dataclass
+class TriangleMesh:
+    """A triangle mesh with per-vertex attributes (reconstructed scans, CAD models, simulated rooms).
+
+    Attributes:
+        vertices: ``(V, 3)`` float32, metres.
+        faces: ``(F, 3)`` int64 vertex indices (counter-clockwise seen from outside).
+        vertex_color: ``(V, 3)`` float32 in [0, 1], or ``None``.
+        vertex_normal: ``(V, 3)`` float32 unit vectors, or ``None``.
+        vertex_segment, vertex_instance: ``(V,)`` int64 labels (``-1`` = ignore), or ``None``.
+        vertex_extra: further per-vertex arrays (first dimension ``V``).
+        meta: anything else (``name``, ``path``, class names ...).
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    vertex_color: np.ndarray | None = None
+    vertex_normal: np.ndarray | None = None
+    vertex_segment: np.ndarray | None = None
+    vertex_instance: np.ndarray | None = None
+    vertex_extra: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.vertices.shape[0])
+
+    @property
+    def num_faces(self) -> int:
+        return int(self.faces.shape[0])
+
+    def validate(self, source: str | None = None) -> "TriangleMesh":
+        """Check shapes, finiteness and face indices; normalise dtypes; return ``self``."""
+        src = source or self.meta.get("path") or self.meta.get("name") or "<mesh>"
+        v = np.asarray(self.vertices)
+        f = np.asarray(self.faces)
+        if v.ndim != 2 or v.shape[1] != 3:
+            raise DataError(src, f"vertices must have shape (V, 3), got {v.shape}")
+        if v.shape[0] == 0:
+            raise DataError(src, "mesh has no vertices")
+        if f.ndim != 2 or f.shape[1] != 3:
+            raise DataError(src, f"faces must have shape (F, 3), got {f.shape}")
+        if not np.isfinite(v).all():
+            raise DataError(src, "NaN/Inf vertex coordinates")
+        if f.size and (f.min() < 0 or f.max() >= v.shape[0]):
+            raise DataError(src, f"face index out of range [0, {v.shape[0]})")
+        self.vertices = v.astype(np.float32, copy=False)
+        self.faces = f.astype(np.int64, copy=False)
+        # Reuse the point-cloud checks for the per-vertex arrays.
+        cloud = self.to_point_cloud().validate(src)
+        self.vertex_color, self.vertex_normal = cloud.color, cloud.normal
+        self.vertex_segment, self.vertex_instance = cloud.segment, cloud.instance
+        self.vertex_extra = cloud.extra
+        return self
+
+    def to_point_cloud(self) -> PointCloud:
+        """The vertices as a :class:`PointCloud` (arrays shared, not copied)."""
+        return PointCloud(coord=self.vertices, color=self.vertex_color, normal=self.vertex_normal,
+                          segment=self.vertex_segment, instance=self.vertex_instance,
+                          extra=dict(self.vertex_extra), meta=dict(self.meta))
