@@ -8,8 +8,10 @@ distance of (normalised) features:
       + 0.5 * mean_j [m_n - min_{k in N1} d(f_j, f_k)]_+^2``
 
 where ``N1``/``N2`` are random subsets of each view's points (the negative pool), and a hardest
-negative that is itself a positive match of the anchor (a false negative) is dropped from its
-mean, as in FCGF. ``fcgf_positive=True`` uses FCGF's code form of the positive term,
+candidate that is itself a known positive of the anchor (a false negative) is excluded before
+the hardest is taken (FCGF instead drops the term when its hardest is a positive; excluding
+first keeps a true hard negative for every anchor). An anchor with no candidate left (e.g. all
+in other scenes) is left out of the mean. ``fcgf_positive=True`` uses FCGF's code form of the positive term,
 ``[d^2 - m_p]_+``, instead of the paper's ``[d - m_p]_+^2``.
 """
 from __future__ import annotations
@@ -70,17 +72,17 @@ def hardest_contrastive(feat1: torch.Tensor, feat2: torch.Tensor, matches: torch
 
     d12 = _pairwise_l2(f_i, feat2[pool2])   # (M, K2): view-1 anchors vs view-2 negatives
     d21 = _pairwise_l2(f_j, feat1[pool1])   # (M, K1): view-2 anchors vs view-1 negatives
+    positives = matches if all_matches is None else all_matches
+    pos_keys = positives[:, 0] * n2 + positives[:, 1]
+    # Known positives of the anchor are never its negatives (false negatives).
+    d12 = d12.masked_fill(torch.isin(i.view(-1, 1) * n2 + pool2.view(1, -1), pos_keys), float("inf"))
+    d21 = d21.masked_fill(torch.isin(pool1.view(1, -1) * n2 + j.view(-1, 1), pos_keys), float("inf"))
     if batch1 is not None and batch2 is not None:
         d12 = d12.masked_fill(batch1[i].view(-1, 1) != batch2[pool2].view(1, -1), float("inf"))
         d21 = d21.masked_fill(batch2[j].view(-1, 1) != batch1[pool1].view(1, -1), float("inf"))
-    min12, arg12 = d12.min(1)
-    min21, arg21 = d21.min(1)
-    hard2, hard1 = pool2[arg12], pool1[arg21]
-
-    positives = matches if all_matches is None else all_matches
-    pos_keys = positives[:, 0] * n2 + positives[:, 1]
-    keep12 = ~torch.isin(i * n2 + hard2, pos_keys) & torch.isfinite(min12)
-    keep21 = ~torch.isin(hard1 * n2 + j, pos_keys) & torch.isfinite(min21)
+    min12 = d12.min(1).values
+    min21 = d21.min(1).values
+    keep12, keep21 = torch.isfinite(min12), torch.isfinite(min21)
     neg12 = F.relu(neg_margin - min12.masked_fill(~keep12, 0.0)).pow(2)
     neg21 = F.relu(neg_margin - min21.masked_fill(~keep21, 0.0)).pow(2)
     negative = 0.5 * _masked_mean(neg12, keep12) + 0.5 * _masked_mean(neg21, keep21)
