@@ -1,0 +1,1 @@
+"""Fine-tuning and evaluation: metrics, label-efficient splits, probes, fine-tuning loops."""
