@@ -1,0 +1,1 @@
+"""Datasets, augmentations, voxelisation and view generation (submodules are imported directly)."""
