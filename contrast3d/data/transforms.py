@@ -33,10 +33,8 @@ import scipy.interpolate
 import scipy.ndimage
 
 from contrast3d.data.color_transforms import (  # noqa: F401 - colour transforms re-exported
-    ChromaticAutoContrast, ChromaticJitter, ChromaticTranslation,
-                                              ColorJitter, HueSaturationTranslation, NormalizeColor,
-                                              RandomColorDrop, RandomColorGrayscale, _new, grayscale,
-                                              hsv_to_rgb, rgb_to_hsv)
+    ChromaticAutoContrast, ChromaticJitter, ChromaticTranslation, ColorJitter, HueSaturationTranslation,
+    NormalizeColor, RandomColorDrop, RandomColorGrayscale, _new, grayscale, hsv_to_rgb, rgb_to_hsv)
 from contrast3d.data.voxelize import GridSample, take_points
 from contrast3d.structures import PointCloud
 
