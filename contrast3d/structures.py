@@ -142,13 +142,15 @@ class PointCloud:
                 if not np.isfinite(value).all():
                     raise DataError(src, "NaN/Inf in normals")
             elif key in _LABELS:
+                if value.ndim != 1:
+                    raise DataError(src, f"'{key}' labels must have shape (N,), got {value.shape}")
                 if not np.issubdtype(value.dtype, np.integer):
                     if np.issubdtype(value.dtype, np.floating) and np.all(np.isfinite(value)) \
                             and np.all(value == np.round(value)):
                         value = value.astype(np.int64)
                     else:
                         raise DataError(src, f"'{key}' labels must be integers, got dtype {value.dtype}")
-                value = value.astype(np.int64, copy=False).reshape(n)
+                value = value.astype(np.int64, copy=False)
             elif key == "grid_coord":
                 value = value.astype(np.int64, copy=False)
             self.set(key, value)
