@@ -1,0 +1,172 @@
+"""Optimizers (SGD, AdamW) and learning-rate schedules (cosine / poly / step / constant with warm-up).
+
+Schedules are :class:`torch.optim.lr_scheduler.LambdaLR` over a picklable :class:`LRFactor`, so a
+scheduler's ``state_dict`` (step count and base learning rates) restores exactly on resume; the
+factor itself is rebuilt from the config.
+
+Closed form of the factor ``f(s)`` multiplying each group's base learning rate at step ``s``
+(``s`` optimizer steps already taken, ``W = warmup_steps``, ``T = total steps``)::
+
+    s < W:   f = warmup_start_factor + (1 - warmup_start_factor) * s / W
+    s >= W:  t = min(1, (s - W) / max(1, T - W))
+             cosine:   f = m + (1 - m) * (1 + cos(pi t)) / 2          (m = min_factor)
+             poly:     f = m + (1 - m) * (1 - t) ** power
+             step:     f = gamma ** (number of milestones with milestone * T <= s)
+             constant: f = 1
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Literal
+
+import torch
+from torch import nn
+
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer settings.
+
+    Attributes:
+        name: ``sgd`` or ``adamw``.
+        lr: base learning rate (per-group ``lr_scale`` multiplies it).
+        weight_decay: L2 (SGD) or decoupled (AdamW) weight decay.
+        momentum, nesterov: SGD only.
+        betas, eps: AdamW only.
+        no_decay_norm_bias: no weight decay for biases and normalisation weights.
+        clip_grad_norm: clip the global gradient L2 norm to this value (``None`` = off).
+    """
+
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.1
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    no_decay_norm_bias: bool = False
+    clip_grad_norm: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
+            raise ValueError(f"optim.clip_grad_norm must be > 0 or null, got {self.clip_grad_norm}")
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule (see the module docstring for the formulas).
+
+    Attributes:
+        name: ``cosine``, ``poly``, ``step`` or ``constant``.
+        warmup_steps: linear warm-up length ``W``.
+        warmup_start_factor: factor at step 0 of the warm-up.
+        min_factor: final factor of cosine/poly (fraction of the base learning rate).
+        power: poly exponent.
+        milestones: step schedule: fractions of the total steps at which the factor is multiplied by ``gamma``.
+        gamma: step schedule decay.
+    """
+
+    name: Literal["cosine", "poly", "step", "constant"] = "cosine"
+    warmup_steps: int = 0
+    warmup_start_factor: float = 0.001
+    min_factor: float = 0.0
+    power: float = 0.9
+    milestones: tuple[float, ...] = (0.6, 0.8)
+    gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.warmup_steps < 0:
+            raise ValueError(f"schedule.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if any(not 0.0 < m <= 1.0 for m in self.milestones):
+            raise ValueError(f"schedule.milestones are fractions of the total steps in (0, 1], got {self.milestones}")
+
+
+class LRFactor:
+    """Picklable learning-rate factor ``f(step)`` for :class:`LambdaLR` (formulas in the module docstring)."""
+
+    def __init__(self, cfg: ScheduleConfig, total_steps: int):
+        self.cfg = cfg
+        self.total = max(1, int(total_steps))
+
+    def __call__(self, step: int) -> float:
+        c = self.cfg
+        w = c.warmup_steps
+        if step < w:
+            return c.warmup_start_factor + (1.0 - c.warmup_start_factor) * step / w
+        t = min(1.0, (step - w) / max(1, self.total - w))
+        if c.name == "cosine":
+            return c.min_factor + (1.0 - c.min_factor) * 0.5 * (1.0 + math.cos(math.pi * t))
+        if c.name == "poly":
+            return c.min_factor + (1.0 - c.min_factor) * (1.0 - t) ** c.power
+        if c.name == "step":
+            return c.gamma ** sum(1 for m in c.milestones if step >= m * self.total)
+        return 1.0
+
+
+def split_decay(named_params: Iterable[tuple[str, nn.Parameter]], modules: nn.Module) -> list[dict]:
+    """Two parameter groups: with weight decay, and without (biases, norm-layer weights)."""
+    no_decay_ids = {id(p) for m in modules.modules() if isinstance(m, _NORM_TYPES)
+                    for p in m.parameters(recurse=False)}
+    decay, no_decay = [], []
+    for name, p in named_params:
+        if not p.requires_grad:
+            continue
+        (no_decay if name.endswith("bias") or id(p) in no_decay_ids or p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig, groups: list[dict] | None = None) -> torch.optim.Optimizer:
+    """SGD or AdamW over ``groups`` (default: every trainable parameter of ``model``).
+
+    A group may carry ``lr_scale`` (multiplies ``cfg.lr``) or its own ``lr``/``weight_decay``.
+    """
+    if groups is None:
+        if cfg.no_decay_norm_bias:
+            groups = split_decay(model.named_parameters(), model)
+        else:
+            groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    prepared = []
+    for g in groups:
+        g = dict(g)
+        g["params"] = [p for p in g["params"] if p.requires_grad]
+        scale = g.pop("lr_scale", 1.0)
+        g.setdefault("lr", cfg.lr * scale)
+        if g["params"]:
+            prepared.append(g)
+    if not prepared:
+        raise ValueError("the method has no trainable parameters")
+    if cfg.name == "sgd":
+        return torch.optim.SGD(prepared, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(prepared, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                             weight_decay=cfg.weight_decay)
+
+
+class ScheduleLR(torch.optim.lr_scheduler.LambdaLR):
+    """:class:`LambdaLR` whose ``state_dict`` holds only plain data (step, base and last learning
+    rates): the factor is rebuilt from the config, so checkpoints load with ``weights_only=True``
+    and a resumed run may change ``steps``."""
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["lr_lambdas"] = [None] * len(self.lr_lambdas)
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the step count and put the saved learning rates back into the optimizer."""
+        super().load_state_dict(state_dict)
+        for group, lr in zip(self.optimizer.param_groups, self.get_last_lr()):
+            group["lr"] = lr
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, total_steps: int) -> ScheduleLR:
+    """A per-iteration scheduler (call ``step()`` once after every optimizer step)."""
+    return ScheduleLR(optimizer, LRFactor(cfg, total_steps))

@@ -1,0 +1,279 @@
+"""The method-agnostic, step-based training loop.
+
+Per step: next batch -> ``batch.to(device)`` -> ``method(batch)`` (autocast on CUDA) -> finiteness
+check of every returned scalar (all ranks agree before anyone calls backward) -> backward (scaled
+on CUDA+AMP) -> optional gradient clipping -> optimizer step -> scheduler step ->
+``method.on_step_end`` -> logs -> periodic callbacks -> checkpoint when due. At the end the
+backbone is exported as ``backbone.safetensors`` (+ ``backbone.json``).
+
+Run folder::
+
+    config.yaml  metrics.jsonl  tb/  checkpoints/last.pt  [checkpoints/step_*.pt]
+    backbone.safetensors  backbone.json
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+
+from contrast3d.config import TrainConfig, dump_yaml, to_dict
+from contrast3d.engine import distributed as D
+from contrast3d.engine.checkpoint import CheckpointError, CheckpointManager
+from contrast3d.engine.data import build_loader
+from contrast3d.engine.export import export_backbone
+from contrast3d.engine.logging import MetricLogger
+from contrast3d.engine.optim import build_optimizer, build_scheduler
+from contrast3d.engine.rng import capture_rng, derive_seed, restore_rng, seed_all
+from contrast3d.methods.base import PretrainMethod
+
+
+class NonFiniteLossError(RuntimeError):
+    """A step produced NaN/Inf; the run stopped without writing a checkpoint for that step."""
+
+
+@dataclass
+class StepContext:
+    """What a periodic callback sees (after the optimizer step ``step``)."""
+
+    step: int
+    max_steps: int
+    method: PretrainMethod
+    device: torch.device
+    run_dir: Path
+    dist: D.DistContext
+
+
+@dataclass
+class PeriodicCallback:
+    """``fn(ctx)`` every ``every`` steps on every rank (e.g. a probe); returned scalars are logged as ``name/key``."""
+
+    every: int
+    fn: Callable[[StepContext], dict[str, float] | None]
+    name: str = "callback"
+
+
+@dataclass
+class TrainResult:
+    step: int
+    run_dir: Path
+    backbone_path: Path | None
+    scalars: dict[str, float] = field(default_factory=dict)
+
+
+def move_to(batch: Any, device: torch.device) -> Any:
+    """``batch`` on ``device``: objects with ``.to`` (PointBatch, tensors), or dicts/lists/tuples of them."""
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to(v, device) for v in batch)
+    if hasattr(batch, "to"):
+        return batch.to(device, non_blocking=True)
+    return batch
+
+
+def _batch_size(batch: Any) -> int:
+    size = getattr(batch, "batch_size", None)
+    if isinstance(size, int):
+        return size
+    if isinstance(batch, dict) and batch:
+        batch = next(iter(batch.values()))
+    return len(batch) if hasattr(batch, "__len__") else 1
+
+
+class Trainer:
+    """Trains ``method`` on ``dataset`` as configured by ``cfg`` into ``run_dir``.
+
+    Args:
+        cfg: the resolved run configuration (saved as ``config.yaml``).
+        method: the (unwrapped, CPU or device) method; the trainer moves and DDP-wraps it.
+        dataset: map-style dataset (see :mod:`contrast3d.engine.data` for per-sample seeding).
+        collate: list of samples -> batch.
+        run_dir: output folder.
+        ctx: distributed context (default: from the ``torchrun`` environment).
+        callbacks: periodic hooks (e.g. feature-quality probes).
+    """
+
+    def __init__(self, cfg: TrainConfig, method: PretrainMethod, dataset: Any, collate: Callable[[list], Any],
+                 run_dir: str | Path, *, ctx: D.DistContext | None = None,
+                 callbacks: Sequence[PeriodicCallback] = ()):
+        self.cfg = cfg
+        self.ctx = ctx or D.init_distributed(cfg.device)
+        self.device = self.ctx.device
+        self.run_dir = Path(run_dir)
+        self.method = method.to(self.device)
+        self.model = D.wrap_ddp(self.method, self.ctx, find_unused_parameters=cfg.find_unused_parameters,
+                                sync_bn=cfg.sync_bn)
+        self.method = D.unwrap(self.model)  # SyncBN conversion may have replaced modules
+        self.optimizer = build_optimizer(self.method, cfg.optim, self.method.param_groups())
+        self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.steps)
+        self.use_amp = cfg.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.loader = build_loader(dataset, collate, cfg.loader, seed=cfg.seed, rank=self.ctx.rank,
+                                   world_size=self.ctx.world_size, pin_memory=self.device.type == "cuda")
+        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.keep_every)
+        self.callbacks = list(callbacks)
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.saved_step: int | None = None
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs (RNG states of every rank included); collective under DDP."""
+        return {
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "rng": D.gather_objects(capture_rng(), self.ctx), "world_size": self.ctx.world_size,
+            "config": to_dict(self.cfg),
+        }
+
+    def load_state_dict(self, ckpt: dict[str, Any], source: Path) -> None:
+        if ckpt.get("world_size", 1) != self.ctx.world_size:
+            raise CheckpointError(source, f"written by a {ckpt.get('world_size')}-process run; resume it with "
+                                          f"the same number of processes (now {self.ctx.world_size})")
+        saved = ckpt.get("config", {}).get("method_name")
+        if saved and saved != self.cfg.method_name:
+            raise CheckpointError(source, f"checkpoint is from method '{saved}', not '{self.cfg.method_name}'")
+        try:
+            self.method.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CheckpointError(source, f"does not fit this model/optimizer: {str(err).splitlines()[0]}") from None
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt.get("scaler") or {})
+        self.step, self.epoch, self.batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
+        restore_rng(ckpt["rng"][self.ctx.rank])
+        self.saved_step = self.step
+
+    def save_checkpoint(self) -> None:
+        state = self.state_dict()  # every rank takes part in gathering the RNG states
+        if self.ctx.is_main:
+            self.checkpoints.save(state)
+        D.barrier(self.ctx)
+        self.saved_step = self.step
+
+    # ------------------------------------------------------------------ loop
+    def _batches(self) -> Iterator[Any]:
+        sampler = self.loader.batch_sampler
+        while True:
+            sampler.set_epoch(self.epoch)
+            sampler.set_start(self.batch_in_epoch)
+            for batch in self.loader:
+                self.batch_in_epoch += 1
+                if self.batch_in_epoch == len(sampler):
+                    self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                yield batch
+            if self.batch_in_epoch:  # the loader ended early (cannot happen with a fixed sampler)
+                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+
+    def _forward(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            out = self.model(batch)
+        if not isinstance(out, dict) or "loss" not in out:
+            raise TypeError(f"{type(self.method).__name__}.forward must return a dict with 'loss'")
+        keys = list(out)
+        values = torch.stack([torch.as_tensor(out[k], dtype=torch.float32, device=self.device).detach().reshape(())
+                              for k in keys]).tolist()  # one host sync for all scalars
+        return out["loss"], dict(zip(keys, values))
+
+    def _stop_non_finite(self, what: str, scalars: dict[str, float]) -> None:
+        bad = {k: v for k, v in scalars.items() if not math.isfinite(v)}
+        last = (f"{self.checkpoints.last} (step {self.saved_step})" if self.saved_step is not None
+                else "none written yet")
+        raise NonFiniteLossError(
+            f"non-finite {what} at step {self.step + 1} (rank {self.ctx.rank}): "
+            + (", ".join(f"{k}={v}" for k, v in bad.items()) or "on another rank")
+            + f"; stopped without saving; last good checkpoint: {last}")
+
+    def _train_step(self, batch: Any) -> dict[str, float]:
+        loss, scalars = self._forward(move_to(batch, self.device))
+        finite = all(math.isfinite(v) for v in scalars.values())
+        if not D.all_true(finite, self.ctx):
+            self._stop_non_finite("loss", scalars)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        clip = self.cfg.optim.clip_grad_norm
+        if clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            norm = float(torch.nn.utils.clip_grad_norm_(self.method.parameters(), clip))
+            scalars["grad_norm"] = norm
+            if not self.use_amp and not math.isfinite(norm):  # with AMP the scaler skips such steps
+                self._stop_non_finite("gradient norm", {"grad_norm": norm})
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        scalars["lr"] = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        self.step += 1
+        self.method.on_step_end(self.step, self.cfg.steps)
+        return scalars
+
+    def fit(self, resume: bool = False, until: int | None = None) -> TrainResult:
+        """Train to ``cfg.steps`` (continuing from ``checkpoints/last.pt`` when ``resume``).
+
+        ``until`` stops earlier, after that step's checkpoint (the schedule still spans
+        ``cfg.steps``); the backbone is exported only when ``cfg.steps`` is reached.
+        """
+        cfg, ctx = self.cfg, self.ctx
+        stop = cfg.steps if until is None else min(until, cfg.steps)
+        if resume and self.checkpoints.exists():
+            self.load_state_dict(self.checkpoints.load(), self.checkpoints.last)
+        elif self.checkpoints.exists():
+            raise CheckpointError(self.checkpoints.last, "the run folder already has a checkpoint; pass --resume "
+                                                         "to continue it or choose another --out")
+        else:
+            seed_all(derive_seed(cfg.seed, 1, ctx.rank))
+        if ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            dump_yaml(cfg, self.run_dir / "config.yaml")
+        logger = MetricLogger(self.run_dir, total_steps=cfg.steps, start_step=self.step, enabled=ctx.is_main,
+                              progress=cfg.progress)
+        if self.step:
+            logger.message(f"resumed from {self.checkpoints.last} at step {self.step}")
+        window: dict[str, float] = {}
+        count = 0
+        scalars: dict[str, float] = {}
+        self.method.train()
+        batches = self._batches()
+        try:
+            while self.step < stop:
+                t0 = time.perf_counter()
+                batch = next(batches)
+                samples = _batch_size(batch) * ctx.world_size
+                scalars = self._train_step(batch)
+                logger.step(self.step, scalars["loss"], samples, time.perf_counter() - t0)
+                for k, v in scalars.items():
+                    window[k] = window.get(k, 0.0) + v
+                count += 1
+                if self.step % cfg.log_every == 0 or self.step == stop:
+                    means = D.all_reduce_mean({k: v / count for k, v in window.items()}, ctx)
+                    means["lr"] = scalars["lr"]
+                    logger.log(self.step, {**means, "samples_per_s": logger.samples_per_s})
+                    window, count = {}, 0
+                self._run_callbacks(logger)
+                due = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
+                if due or self.step == stop:
+                    self.save_checkpoint()
+            path = None
+            if ctx.is_main and self.step == cfg.steps:
+                path = export_backbone(self.method.backbone(), self.run_dir / "backbone.safetensors",
+                                       config=to_dict(cfg),
+                                       extra={"method": cfg.method_name, "step": self.step})
+            D.barrier(ctx)
+            return TrainResult(self.step, self.run_dir, path, scalars)
+        finally:
+            batches.close()
+            logger.close()
+
+    def _run_callbacks(self, logger: MetricLogger) -> None:
+        for cb in self.callbacks:
+            if cb.every > 0 and self.step % cb.every == 0:
+                out = cb.fn(StepContext(self.step, self.cfg.steps, self.method, self.device, self.run_dir, self.ctx))
+                self.method.train()
+                if out:
+                    logger.log(self.step, {f"{cb.name}/{k}": float(v) for k, v in out.items()})
