@@ -1,0 +1,205 @@
+"""Prepared RGB-D scenes (frame clouds + mined pairs) and the torch ``Dataset`` of view pairs.
+
+Prepared scene folder layout (written by :func:`prepare_scene`)::
+
+    <scene_dir>/
+        scene.json          {"format": "contrast3d-frames", "version": 1, "name", "frames": [ids],
+                             "voxel_size", "overlap_voxel_size", "overlap_radius", "min_overlap",
+                             "source", "layout", "frame_skip", "depth_trunc"}
+        frames/<id>.npz     coord (N, 3) float32 world metres; color (N, 3) float32 [0, 1]
+                            (optional); normal / superpoint (optional); pose (4, 4) float64
+        pairs.txt           one kept pair per line: "<id_i> <id_j> <overlap>"
+
+Pairs are stored once; views are built at load time (no per-pair copies).
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from contrast3d.data.pairs import PAIRS_FILE, find_matches, load_pairs, mine_pairs, save_pairs
+from contrast3d.data.rgbd import frame_to_cloud, voxel_downsample_index
+from contrast3d.errors import DataError
+from contrast3d.io.frames import FrameSequence, open_frame_folder
+from contrast3d.structures import PointCloud, ViewPair
+
+SCENE_FILE = "scene.json"
+FORMAT = "contrast3d-frames"
+_OPTIONAL = ("color", "normal", "superpoint")
+
+Transform = Callable[[PointCloud, np.random.Generator], PointCloud]
+
+
+def save_frame_cloud(path: str | Path, cloud: PointCloud) -> None:
+    """Write one frame cloud as ``.npz`` (coord, optional color/normal/superpoint, pose)."""
+    arrays: dict[str, np.ndarray] = {"coord": np.asarray(cloud.coord, np.float32)}
+    for key in _OPTIONAL:
+        if cloud.get(key) is not None:
+            arrays[key] = np.asarray(cloud.get(key))
+    if cloud.meta.get("pose") is not None:
+        arrays["pose"] = np.asarray(cloud.meta["pose"], np.float64)
+    np.savez(path, **arrays)
+
+
+def load_frame_cloud(path: str | Path, name: str = "") -> PointCloud:
+    """Read a frame ``.npz`` into a validated :class:`PointCloud` (world coordinates)."""
+    try:
+        with np.load(path) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as exc:  # noqa: BLE001 -- PIL / zip readers raise many types
+        raise DataError(path, f"unreadable frame cloud ({exc.__class__.__name__}: {exc})") from None
+    if "coord" not in data:
+        raise DataError(path, "frame cloud has no 'coord' array")
+    cloud = PointCloud(coord=data["coord"], **{k: data.get(k) for k in _OPTIONAL},
+                       meta={"name": name or Path(path).stem, "path": str(path), "frame": name or Path(path).stem})
+    if "pose" in data:
+        cloud.meta["pose"] = data["pose"]
+    return cloud.validate(str(path))
+
+
+def prepare_scene(frames: FrameSequence | str | Path, out_dir: str | Path, voxel_size: float = 0.025,
+                  overlap_voxel_size: float = 0.05, radius_factor: float = 1.5, min_overlap: float = 0.3,
+                  frame_skip: int = 1, depth_trunc: float | None = None, name: str | None = None) -> dict:
+    """Convert an RGB-D folder into a prepared scene folder; return the scene.json dict.
+
+    Frames are stored voxel-downsampled at ``voxel_size``; pairs are mined on a further
+    ``overlap_voxel_size`` downsample (see :func:`contrast3d.data.pairs.mine_pairs`).
+    """
+    seq = open_frame_folder(frames) if not isinstance(frames, FrameSequence) else frames
+    out = Path(out_dir)
+    (out / "frames").mkdir(parents=True, exist_ok=True)
+    ids, coarse = [], []
+    for frame_id in seq.ids[::frame_skip]:
+        cloud = frame_to_cloud(seq.read(frame_id), voxel_size=voxel_size, depth_trunc=depth_trunc)
+        if len(cloud) == 0:
+            warnings.warn(f"{seq.root / frame_id}: no valid depth after truncation; frame skipped")
+            continue
+        save_frame_cloud(out / "frames" / f"{frame_id}.npz", cloud)
+        ids.append(frame_id)
+        coarse.append(cloud.coord[voxel_downsample_index(cloud.coord, overlap_voxel_size)])
+    pairs = mine_pairs(coarse, overlap_voxel_size, radius_factor, min_overlap)
+    save_pairs(out / PAIRS_FILE, pairs, ids)
+    info = {"format": FORMAT, "version": 1, "name": name or seq.root.name, "frames": ids,
+            "voxel_size": voxel_size, "overlap_voxel_size": overlap_voxel_size,
+            "overlap_radius": radius_factor * overlap_voxel_size, "min_overlap": min_overlap,
+            "source": str(seq.root), "layout": seq.layout, "frame_skip": frame_skip,
+            "depth_trunc": depth_trunc, "num_pairs": len(pairs)}
+    (out / SCENE_FILE).write_text(json.dumps(info, indent=1))
+    return info
+
+
+def read_scene(scene_dir: str | Path) -> tuple[dict, list[tuple[str, str, float]]]:
+    """Check a prepared scene folder; return its scene.json dict and pair rows."""
+    scene_dir = Path(scene_dir)
+    path = scene_dir / SCENE_FILE
+    try:
+        info = json.loads(path.read_text())
+    except OSError:
+        raise DataError(path, "missing scene.json (not a prepared scene folder)") from None
+    except ValueError as exc:
+        raise DataError(path, f"invalid json ({exc})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT or not isinstance(info.get("frames"), list):
+        raise DataError(path, f"not a '{FORMAT}' scene description")
+    pairs = load_pairs(scene_dir)
+    known = set(map(str, info["frames"]))
+    for a, b, _ in pairs:
+        for f in (a, b):
+            if f not in known:
+                raise DataError(scene_dir / PAIRS_FILE, f"pair refers to unknown frame '{f}'")
+    missing = [f for f in known if not (scene_dir / "frames" / f"{f}.npz").is_file()]
+    if missing:
+        raise DataError(scene_dir / "frames", f"{len(missing)} frame file(s) missing, e.g. '{missing[0]}.npz'")
+    return info, pairs
+
+
+def remap_matches(matches: np.ndarray, view: PointCloud, n_before: int, column: int) -> np.ndarray:
+    """Re-index one column of ``matches`` after a transform changed ``view``'s points.
+
+    Uses ``meta["origin_index"]`` (composed by the voxeliser / croppers), else
+    ``meta["sample_index"]``: output point ``k`` came from input point ``index[k]``. Matches
+    whose input point was dropped are removed; for duplicated inputs the first copy is used.
+    """
+    index = view.meta.get("origin_index", view.meta.get("sample_index"))
+    if index is None:
+        if len(view) != n_before:
+            raise ValueError("transform changed the number of points without meta['origin_index'] / "
+                             "meta['sample_index']; matches cannot be remapped")
+        return matches
+    index = np.asarray(index, np.int64)
+    new_of_old = np.full(n_before, -1, np.int64)
+    new_of_old[index[::-1]] = np.arange(len(index) - 1, -1, -1, dtype=np.int64)  # first copy wins
+    mapped = new_of_old[matches[:, column]]
+    keep = mapped >= 0
+    out = matches[keep].copy()
+    out[:, column] = mapped[keep]
+    return out
+
+
+class FramePairDataset(Dataset):
+    """View pairs of prepared scenes: ``ViewPair(view1, view2, matches)``.
+
+    Matches (``(M, 2)`` int64) come from :func:`find_matches` on the world coordinates with
+    ``match_radius`` *before* augmentation; then ``transform(cloud, rng)`` is applied to each
+    view (view1 first, same generator) and matches are remapped (:func:`remap_matches`). The
+    generator is ``np.random.default_rng([seed, epoch, index])`` (call :meth:`set_epoch`).
+
+    Args:
+        scene_dirs: prepared scene folders (see module docstring).
+        transform: optional per-view transform.
+        match_radius: metres (PointContrast: 1.5 x 2.5 cm).
+        mutual: mutual nearest neighbours only.
+        min_overlap: optionally drop pairs below this overlap.
+        on_error: ``"raise"`` a DataError for a bad scene, or ``"skip"`` it (warned and
+            recorded in ``self.skipped``).
+    """
+
+    def __init__(self, scene_dirs: Iterable[str | Path], transform: Transform | None = None,
+                 match_radius: float = 0.0375, mutual: bool = False, min_overlap: float | None = None,
+                 seed: int = 0, on_error: str = "raise"):
+        if on_error not in ("raise", "skip"):
+            raise ValueError("on_error must be 'raise' or 'skip'")
+        self.transform, self.match_radius, self.mutual = transform, match_radius, mutual
+        self.seed, self.epoch = int(seed), 0
+        self.skipped: list[DataError] = []
+        self.items: list[tuple[Path, str, str, float]] = []
+        self.scenes: dict[Path, dict] = {}
+        for d in map(Path, scene_dirs):
+            try:
+                info, pairs = read_scene(d)
+            except DataError as err:
+                if on_error == "raise":
+                    raise
+                warnings.warn(f"skipping scene: {err}")
+                self.skipped.append(err)
+                continue
+            self.scenes[d] = info
+            self.items += [(d, a, b, ov) for a, b, ov in pairs if min_overlap is None or ov >= min_overlap]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> ViewPair:
+        scene_dir, a, b, overlap = self.items[index]
+        name = str(self.scenes[scene_dir].get("name", scene_dir.name))
+        view1 = load_frame_cloud(scene_dir / "frames" / f"{a}.npz", a)
+        view2 = load_frame_cloud(scene_dir / "frames" / f"{b}.npz", b)
+        matches = find_matches(view1.coord, view2.coord, self.match_radius, self.mutual)
+        if self.transform is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+            views = []
+            for col, view in enumerate((view1, view2)):
+                n = len(view)
+                out = self.transform(view, rng)
+                matches = remap_matches(matches, out, n, col)
+                views.append(out)
+            view1, view2 = views
+        meta = {"name": name, "scene": str(scene_dir), "frames": (a, b), "overlap": overlap, "index": int(index)}
+        return ViewPair(view1, view2, matches, meta).validate(f"{scene_dir} ({a}, {b})")
