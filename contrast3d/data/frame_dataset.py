@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from contrast3d.data.pairs import PAIRS_FILE, find_matches, load_pairs, mine_pairs, save_pairs
+from contrast3d.data.pairs import PAIRS_FILE, load_pairs, mine_pairs, save_pairs
 from contrast3d.data.rgbd import frame_to_cloud, voxel_downsample_index
+from contrast3d.data.views import make_view_pair
 from contrast3d.errors import DataError
 from contrast3d.io.frames import FrameSequence, open_frame_folder
 from contrast3d.structures import PointCloud, ViewPair
@@ -117,35 +118,12 @@ def read_scene(scene_dir: str | Path) -> tuple[dict, list[tuple[str, str, float]
     return info, pairs
 
 
-def remap_matches(matches: np.ndarray, view: PointCloud, n_before: int, column: int) -> np.ndarray:
-    """Re-index one column of ``matches`` after a transform changed ``view``'s points.
-
-    Uses ``meta["origin_index"]`` (composed by the voxeliser / croppers), else
-    ``meta["sample_index"]``: output point ``k`` came from input point ``index[k]``. Matches
-    whose input point was dropped are removed; for duplicated inputs the first copy is used.
-    """
-    index = view.meta.get("origin_index", view.meta.get("sample_index"))
-    if index is None:
-        if len(view) != n_before:
-            raise ValueError("transform changed the number of points without meta['origin_index'] / "
-                             "meta['sample_index']; matches cannot be remapped")
-        return matches
-    index = np.asarray(index, np.int64)
-    new_of_old = np.full(n_before, -1, np.int64)
-    new_of_old[index[::-1]] = np.arange(len(index) - 1, -1, -1, dtype=np.int64)  # first copy wins
-    mapped = new_of_old[matches[:, column]]
-    keep = mapped >= 0
-    out = matches[keep].copy()
-    out[:, column] = mapped[keep]
-    return out
-
-
 class FramePairDataset(Dataset):
     """View pairs of prepared scenes: ``ViewPair(view1, view2, matches)``.
 
-    Matches (``(M, 2)`` int64) come from :func:`find_matches` on the world coordinates with
-    ``match_radius`` *before* augmentation; then ``transform(cloud, rng)`` is applied to each
-    view (view1 first, same generator) and matches are remapped (:func:`remap_matches`). The
+    Each view gets ``transform(cloud, rng)`` (view1 first, same generator); matches (``(M, 2)``
+    int64) are nearest neighbours within ``match_radius`` between the world (pre-augmentation)
+    coordinates of the points each view kept (:func:`contrast3d.data.views.make_view_pair`). The
     generator is ``np.random.default_rng([seed, epoch, index])`` (call :meth:`set_epoch`).
 
     Args:
@@ -191,15 +169,7 @@ class FramePairDataset(Dataset):
         name = str(self.scenes[scene_dir].get("name", scene_dir.name))
         view1 = load_frame_cloud(scene_dir / "frames" / f"{a}.npz", a)
         view2 = load_frame_cloud(scene_dir / "frames" / f"{b}.npz", b)
-        matches = find_matches(view1.coord, view2.coord, self.match_radius, self.mutual)
-        if self.transform is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, int(index)])
-            views = []
-            for col, view in enumerate((view1, view2)):
-                n = len(view)
-                out = self.transform(view, rng)
-                matches = remap_matches(matches, out, n, col)
-                views.append(out)
-            view1, view2 = views
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         meta = {"name": name, "scene": str(scene_dir), "frames": (a, b), "overlap": overlap, "index": int(index)}
-        return ViewPair(view1, view2, matches, meta).validate(f"{scene_dir} ({a}, {b})")
+        pair = make_view_pair(view1, view2, self.transform, rng, self.match_radius, self.mutual, meta)
+        return pair.validate(f"{scene_dir} ({a}, {b})")

@@ -10,8 +10,20 @@ from hypothesis import strategies as st
 from PIL import Image
 from scipy.spatial.distance import cdist
 
-from contrast3d.data.frame_dataset import FramePairDataset, prepare_scene, remap_matches
-from contrast3d.data.pairs import find_matches, load_pairs, mine_pairs, mine_pairs_reference, overlap_matrix, save_pairs
+from contrast3d.data.frame_dataset import (
+    FramePairDataset,
+    load_frame_cloud,
+    prepare_scene,
+)
+from contrast3d.data.pairs import (
+    find_matches,
+    load_pairs,
+    mine_pairs,
+    mine_pairs_reference,
+    overlap_matrix,
+    save_pairs,
+)
+from contrast3d.data.views import kept_index
 from contrast3d.errors import DataError
 from contrast3d.structures import PointCloud
 
@@ -158,21 +170,31 @@ def test_dataset_transform_remaps_and_is_seeded(scene):
     ds = FramePairDataset([out], transform=transform, match_radius=0.03, seed=3)
     a, b = ds[0], ds[0]
     np.testing.assert_array_equal(a.matches, b.matches)
-    assert 0 < len(a.matches) < len(plain.matches)
-    # every remapped match is an original match (via the kept input indices)
+    assert 0 < len(a.matches) <= len(a.view1)
+    # matches are nearest neighbours within the radius among the KEPT points' world coordinates
+    from scipy.spatial import cKDTree
     s1, s2 = a.view1.meta["sample_index"], a.view2.meta["sample_index"]
-    orig = set(map(tuple, plain.matches))
-    assert all((int(s1[i]), int(s2[j])) in orig for i, j in a.matches)
+    raw1, raw2 = load_frame_cloud(out / "frames" / f"{a.meta['frames'][0]}.npz"), \
+        load_frame_cloud(out / "frames" / f"{a.meta['frames'][1]}.npz")
+    w1, w2 = raw1.coord[s1], raw2.coord[s2]
+    d = np.linalg.norm(w1[a.matches[:, 0]] - w2[a.matches[:, 1]], axis=1)
+    assert d.max() <= 0.03 + 1e-6
+    dist, nn = cKDTree(w2).query(w1)
+    expected = np.flatnonzero(dist <= 0.03)
+    np.testing.assert_array_equal(a.matches[:, 0], expected)
+    np.testing.assert_array_equal(a.matches[:, 1], nn[expected])
+    # the views were shifted differently, so augmented coordinates alone would not match
+    assert len(plain.matches) > 0
     ds.set_epoch(1)
     assert not np.array_equal(ds[0].view1.coord, a.view1.coord)
 
 
-def test_remap_matches_drops_removed_points():
-    m = np.array([[0, 5], [1, 6], [2, 7]])
+def test_kept_index_traces_points():
     view = PointCloud(coord=np.zeros((2, 3), np.float32), meta={"sample_index": np.array([2, 0])})
-    np.testing.assert_array_equal(remap_matches(m, view, 3, 0), [[1, 5], [0, 7]])
+    np.testing.assert_array_equal(kept_index(view, 3), [2, 0])
+    np.testing.assert_array_equal(kept_index(PointCloud(coord=np.zeros((3, 3), np.float32)), 3), [0, 1, 2])
     with pytest.raises(ValueError):
-        remap_matches(m, PointCloud(coord=np.zeros((2, 3), np.float32)), 3, 0)
+        kept_index(PointCloud(coord=np.zeros((2, 3), np.float32)), 3)
 
 
 def test_bad_scene_raises_or_is_skipped(scene, tmp_path):
