@@ -32,3 +32,17 @@ def shared_sample(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data sample {path} not present")
     return path
+
+
+@pytest.fixture(scope="session")
+def sim_scenes(tmp_path_factory) -> Path:
+    """Two small simulated scenes (no RGB-D frames), exported once per test session.
+
+    Returns the output folder; the Pointcept scene folders are under ``<out>/pointcept/``.
+    """
+    from contrast3d.simulate import simulate_scene
+
+    out = tmp_path_factory.mktemp("sim_scenes")
+    for seed in (11, 12):
+        simulate_scene(seed, out, n_frames=0, density=400.0)
+    return out

@@ -17,3 +17,7 @@ from contrast3d.methods.base import MethodSpec, PretrainMethod
 METHODS: dict[str, MethodSpec] = {}
 
 __all__ = ["METHODS", "MethodSpec", "PretrainMethod"]
+
+from contrast3d.methods import pointcontrast  # noqa: E402
+
+METHODS["pointcontrast"] = pointcontrast.SPEC

@@ -1,0 +1,132 @@
+"""Config sections and builders shared by the view-pair methods (backbone, pair data, collate)."""
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from torch.utils.data import Dataset
+
+from contrast3d.data import transforms as T
+from contrast3d.data.frame_dataset import SCENE_FILE, FramePairDataset
+from contrast3d.data.scene_dataset import HolisticPairDataset, find_scene_dirs
+from contrast3d.data.voxelize import GridSample
+from contrast3d.errors import DataError
+from contrast3d.models import SpUNet, create_spunet
+from contrast3d.structures import PairBatch, ViewPair, collate_pairs
+
+
+@dataclass
+class BackboneConfig:
+    """The ``model`` section: which SpUNet and its input width.
+
+    Attributes:
+        preset: a key of :data:`contrast3d.models.SPUNET_PRESETS` (``spunet34`` = Pointcept
+            SpUNetBase, ``spunet-tiny`` for CPU).
+        in_channels: input feature width; must equal the width of ``data.feat_keys``
+            (colour + normal = 6).
+        backend: ``auto`` (spconv on CUDA when installed, else the pure-PyTorch convs), ``torch``
+            or ``spconv``.
+    """
+
+    preset: str = "spunet34"
+    in_channels: int = 6
+    backend: Literal["auto", "torch", "spconv"] = "auto"
+
+
+def resolve_backend(name: str) -> str:
+    """``auto`` -> ``spconv`` only with CUDA and spconv importable (never on CPU), else ``torch``."""
+    if name != "auto":
+        return name
+    import torch
+
+    from contrast3d.sparse.backend import backend_for
+
+    if os.environ.get("CONTRAST3D_SPARSE_BACKEND") == "torch" or not torch.cuda.is_available():
+        return "torch"
+    return backend_for(torch.device("cuda"))
+
+
+def build_backbone(cfg: BackboneConfig, num_classes: int = 0) -> SpUNet:
+    """The SpUNet of ``cfg`` (``num_classes=0``: per-point features for pre-training)."""
+    return create_spunet(cfg.preset, cfg.in_channels, num_classes, backend=resolve_backend(cfg.backend))
+
+
+@dataclass
+class PairDataConfig:
+    """The ``data`` section of view-pair methods: per-view augmentation, voxels, matching.
+
+    Attributes:
+        grid_size: voxel edge in metres (PointContrast: 2.5 cm).
+        feat_keys: per-point arrays concatenated into the backbone input.
+        match_radius: correspondence radius in metres (1.5 voxels).
+        rotation: ``so3`` (independent rotation about x, y and z, as PointContrast's code),
+            ``z`` (about the up axis only) or ``none``.
+        scale: uniform scale range per view.
+        shift: translation range per view in metres (uniform in ``[-shift, shift]`` per axis).
+        color_aug: chromatic auto-contrast, translation and jitter per view.
+        max_points: cap on voxels per view (random sphere crop after voxelisation; 0 = no cap).
+        holistic_crop: for scene folders (no RGB-D frames), the fraction of the scene each view
+            keeps around a random centre, so the two views overlap partially.
+        min_overlap: drop frame pairs below this overlap (``None``: keep all mined pairs).
+        strict: stop at the first unreadable scene instead of skipping it.
+    """
+
+    grid_size: float = 0.025
+    feat_keys: list[str] = field(default_factory=lambda: ["color", "normal"])
+    match_radius: float = 0.0375
+    rotation: Literal["so3", "z", "none"] = "so3"
+    scale: list[float] = field(default_factory=lambda: [0.8, 1.2])
+    shift: float = 0.2
+    color_aug: bool = True
+    max_points: int = 80000
+    holistic_crop: float = 0.6
+    min_overlap: float | None = None
+    strict: bool = False
+
+
+def view_transform(cfg: PairDataConfig, holistic: bool = False) -> T.Compose:
+    """Per-view augmentation: [crop] -> rotation -> scale -> shift -> colour -> voxels -> cap."""
+    steps: list = []
+    if holistic:
+        steps.append(T.SphereCrop(sample_rate=cfg.holistic_crop, mode="random"))
+    if cfg.rotation == "so3":
+        steps.append(T.RandomRotate(angle=(-math.pi, math.pi), axis="xyz", p=1.0))
+    elif cfg.rotation == "z":
+        steps.append(T.RandomRotate(angle=(-math.pi, math.pi), axis="z", p=1.0))
+    steps.append(T.RandomScale(tuple(cfg.scale)))
+    if cfg.shift > 0:
+        steps.append(T.RandomShift(((-cfg.shift, cfg.shift),) * 3))
+    if cfg.color_aug:
+        steps += [T.ChromaticAutoContrast(), T.ChromaticTranslation(), T.ChromaticJitter()]
+    steps.append(GridSample(cfg.grid_size, mode="train"))
+    if cfg.max_points > 0:
+        steps.append(T.SphereCrop(point_max=cfg.max_points, mode="random"))
+    return T.Compose(steps)
+
+
+def build_pair_dataset(root: str, cfg: PairDataConfig) -> Dataset:
+    """View pairs from ``root``: prepared RGB-D scenes (``scene.json``, ``contrast3d prepare
+    rgbd``) when present, else the holistic variant over Pointcept scene folders."""
+    on_error = "raise" if cfg.strict else "skip"
+    frame_scenes = find_scene_dirs(root, SCENE_FILE)
+    if frame_scenes:
+        ds = FramePairDataset(frame_scenes, view_transform(cfg), cfg.match_radius,
+                              min_overlap=cfg.min_overlap, on_error=on_error)
+        if len(ds) == 0:
+            raise DataError(root, f"prepared scenes found but no frame pairs (skipped: {len(ds.skipped)})")
+        return ds
+    scenes = find_scene_dirs(root, "coord.npy")
+    if not scenes:
+        raise DataError(Path(root), "no prepared RGB-D scenes (scene.json) or Pointcept scene folders "
+                                    "(coord.npy) found; run 'contrast3d prepare' or 'contrast3d simulate' first")
+    return HolisticPairDataset(scenes, view_transform(cfg, holistic=True), cfg.match_radius, on_error=on_error)
+
+
+def pair_collate(cfg: PairDataConfig) -> Callable[[list[ViewPair]], PairBatch]:
+    """``list[ViewPair] -> PairBatch`` with the configured input features (picklable)."""
+    return functools.partial(collate_pairs, feat_keys=tuple(cfg.feat_keys))
