@@ -5,9 +5,11 @@ Prepared scene folder layout (written by :func:`prepare_scene`)::
     <scene_dir>/
         scene.json          {"format": "contrast3d-frames", "version": 1, "name", "frames": [ids],
                              "voxel_size", "overlap_voxel_size", "overlap_radius", "min_overlap",
-                             "source", "layout", "frame_skip", "depth_trunc"}
+                             "source", "layout", "frame_skip", "depth_trunc", "num_pairs",
+                             "normals", "segments", "skipped_frames"}
         frames/<id>.npz     coord (N, 3) float32 world metres; color (N, 3) float32 [0, 1]
-                            (optional); normal / superpoint (optional); pose (4, 4) float64
+                            (optional); normal (unit, facing the camera) / superpoint
+                            (optional); pose (4, 4) float64
         pairs.txt           one kept pair per line: "<id_i> <id_j> <overlap>"
 
 Pairs are stored once; views are built at load time (no per-pair copies).
@@ -63,33 +65,72 @@ def load_frame_cloud(path: str | Path, name: str = "") -> PointCloud:
     return cloud.validate(str(path))
 
 
+def frame_features(cloud: PointCloud, normals: bool = True, segments: bool = True,
+                   normal_k: int = 16) -> PointCloud:
+    """Add PCA normals (oriented toward the camera centre ``meta['pose'][:3, 3]``) and FH
+    superpoints (:func:`contrast3d.data.segmentation.segment_points`) to a world-frame cloud."""
+    from contrast3d.data.normals import estimate_normals
+    from contrast3d.data.segmentation import segment_points
+
+    pose = cloud.meta.get("pose")
+    eye = None if pose is None else np.asarray(pose, np.float64)[:3, 3]
+    if normals or segments:
+        cloud.normal = estimate_normals(cloud.coord, k=normal_k, viewpoint=eye)
+    if segments:
+        cloud.superpoint = segment_points(cloud.coord, cloud.normal, compact=True)
+    if not normals:
+        cloud.normal = None
+    return cloud
+
+
 def prepare_scene(frames: FrameSequence | str | Path, out_dir: str | Path, voxel_size: float = 0.025,
                   overlap_voxel_size: float = 0.05, radius_factor: float = 1.5, min_overlap: float = 0.3,
-                  frame_skip: int = 1, depth_trunc: float | None = None, name: str | None = None) -> dict:
+                  frame_skip: int = 1, depth_trunc: float | None = None, name: str | None = None,
+                  normals: bool = True, segments: bool = True, on_error: str = "raise") -> dict:
     """Convert an RGB-D folder into a prepared scene folder; return the scene.json dict.
 
-    Frames are stored voxel-downsampled at ``voxel_size``; pairs are mined on a further
-    ``overlap_voxel_size`` downsample (see :func:`contrast3d.data.pairs.mine_pairs`).
+    Frames are stored voxel-downsampled at ``voxel_size`` with colour, camera-facing PCA
+    normals (``normals``) and superpoints (``segments``, see :func:`frame_features`); pairs are
+    mined on a further ``overlap_voxel_size`` downsample (see
+    :func:`contrast3d.data.pairs.mine_pairs`). A frame whose reader raises
+    :class:`DataError` (unreadable image, all-zero depth, bad / missing pose) stops the scene
+    with ``on_error="raise"``; with ``"skip"`` it is left out and listed in the returned
+    ``skipped_frames`` (``[{"frame", "source", "reason"}]``). A scene without usable frames
+    raises :class:`DataError`.
     """
+    if on_error not in ("raise", "skip"):
+        raise ValueError("on_error must be 'raise' or 'skip'")
     seq = open_frame_folder(frames) if not isinstance(frames, FrameSequence) else frames
     out = Path(out_dir)
     (out / "frames").mkdir(parents=True, exist_ok=True)
-    ids, coarse = [], []
+    ids, coarse, skipped = [], [], []
     for frame_id in seq.ids[::frame_skip]:
-        cloud = frame_to_cloud(seq.read(frame_id), voxel_size=voxel_size, depth_trunc=depth_trunc)
+        try:
+            cloud = frame_to_cloud(seq.read(frame_id), voxel_size=voxel_size, depth_trunc=depth_trunc)
+        except DataError as err:
+            if on_error == "raise":
+                raise
+            skipped.append({"frame": frame_id, "source": err.source, "reason": err.reason})
+            continue
         if len(cloud) == 0:
             warnings.warn(f"{seq.root / frame_id}: no valid depth after truncation; frame skipped")
+            skipped.append({"frame": frame_id, "source": str(seq.root / frame_id),
+                            "reason": "no valid depth after truncation"})
             continue
+        cloud = frame_features(cloud, normals, segments)
         save_frame_cloud(out / "frames" / f"{frame_id}.npz", cloud)
         ids.append(frame_id)
         coarse.append(cloud.coord[voxel_downsample_index(cloud.coord, overlap_voxel_size)])
+    if not ids:
+        raise DataError(seq.root, f"no usable frames ({len(skipped)} skipped)")
     pairs = mine_pairs(coarse, overlap_voxel_size, radius_factor, min_overlap)
     save_pairs(out / PAIRS_FILE, pairs, ids)
     info = {"format": FORMAT, "version": 1, "name": name or seq.root.name, "frames": ids,
             "voxel_size": voxel_size, "overlap_voxel_size": overlap_voxel_size,
             "overlap_radius": radius_factor * overlap_voxel_size, "min_overlap": min_overlap,
             "source": str(seq.root), "layout": seq.layout, "frame_skip": frame_skip,
-            "depth_trunc": depth_trunc, "num_pairs": len(pairs)}
+            "depth_trunc": depth_trunc, "num_pairs": len(pairs), "normals": normals, "segments": segments,
+            "skipped_frames": skipped}
     (out / SCENE_FILE).write_text(json.dumps(info, indent=1))
     return info
 

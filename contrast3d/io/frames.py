@@ -346,19 +346,34 @@ class LogTrajectoryFrames(FrameSequence):
                          meta={"layout": self.layout})
 
 
-def open_frame_folder(path: str | Path, **kwargs: Any) -> FrameSequence:
-    """Detect the layout of an RGB-D folder and return its frame sequence.
+def detect_layout(path: str | Path) -> str | None:
+    """The RGB-D layout of a folder (``"scannet"``, ``"7scenes"``, ``"log"``) or ``None``.
 
     ScanNet: ``intrinsic/`` + ``depth/`` + ``pose/``; 7-Scenes: ``frame-*.depth.png``;
-    Redwood / ICL-NUIM: a ``*.log`` + ``depth/``. ``kwargs`` go to the reader.
+    Redwood / ICL-NUIM: a ``*.log`` + ``depth/``. Only names are checked, nothing is read.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        return None
+    if (root / "intrinsic").is_dir() and (root / "depth").is_dir() and (root / "pose").is_dir():
+        return ScanNetFrames.layout
+    if next(root.glob("frame-*.depth.png"), None) is not None:
+        return SevenScenesFrames.layout
+    if next(root.glob("*.log"), None) is not None and (root / "depth").is_dir():
+        return LogTrajectoryFrames.layout
+    return None
+
+
+def open_frame_folder(path: str | Path, **kwargs: Any) -> FrameSequence:
+    """Detect the layout of an RGB-D folder (:func:`detect_layout`) and return its frame sequence.
+
+    ``kwargs`` go to the reader.
     """
     root = Path(path)
     if not root.is_dir():
         raise DataError(root, "not a directory")
-    if (root / "intrinsic").is_dir() and (root / "depth").is_dir() and (root / "pose").is_dir():
-        return ScanNetFrames(root, **kwargs)
-    if next(root.glob("frame-*.depth.png"), None) is not None:
-        return SevenScenesFrames(root, **kwargs)
-    if next(root.glob("*.log"), None) is not None and (root / "depth").is_dir():
-        return LogTrajectoryFrames(root, **kwargs)
-    raise DataError(root, "unknown RGB-D layout (expected ScanNet export, 7-Scenes or Redwood/ICL-NUIM .log)")
+    readers = {cls.layout: cls for cls in (ScanNetFrames, SevenScenesFrames, LogTrajectoryFrames)}
+    layout = detect_layout(root)
+    if layout is None:
+        raise DataError(root, "unknown RGB-D layout (expected ScanNet export, 7-Scenes or Redwood/ICL-NUIM .log)")
+    return readers[layout](root, **kwargs)

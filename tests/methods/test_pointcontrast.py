@@ -45,5 +45,5 @@ def test_loss_variants_train(batch, loss, negatives):
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
-        losses.append(float(out["loss"]))
+        losses.append(out["loss"].item())
     assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
