@@ -14,8 +14,18 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CONTRAST3D_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
-# Keep unit tests deterministic and light on the 2-core CI machine.
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# Keep tests light on the 2-core CI machine: under pytest-xdist each worker gets one thread
+# (two workers x two OpenMP threads oversubscribe the cores and can stall sparse convs badly).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+    try:
+        import numba
+
+        numba.set_num_threads(1)
+    except ImportError:  # pragma: no cover - numba is a dependency
+        pass
+else:
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 
 @pytest.fixture(scope="session")

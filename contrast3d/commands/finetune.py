@@ -1,0 +1,68 @@
+"""``contrast3d finetune semseg --data DIR --init CKPT|scratch --out RUN``: supervised fine-tuning + evaluation.
+
+Trains a SpUNet with a classification layer on ``DIR``'s training scenes (``DIR/train`` +
+``DIR/val`` when both exist, else the sorted scene list with the last 20 % for validation),
+optionally from a pre-trained ``backbone.safetensors``, under a label budget (``--labels 1%``,
+``--labels 20pts``), then evaluates every point of the validation scenes and writes
+``RUN/results.json`` and ``RUN/results.txt`` (printed at the end). See
+:mod:`contrast3d.evaluation.finetune` for the run folder and config layers.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from contrast3d.errors import DataError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finetune", help="supervised fine-tuning and evaluation of a (pre-trained) backbone",
+                       description="Fine-tune a backbone on a labelled downstream task and evaluate it.")
+    tasks = p.add_subparsers(dest="task", metavar="TASK", required=True)
+    s = tasks.add_parser("semseg", help="semantic segmentation (mIoU / mAcc / allAcc on the validation scenes)",
+                         description="Fine-tune SpUNet for semantic segmentation; writes config.yaml, metrics.jsonl, "
+                                     "tb/, checkpoints/, scene_split.json, label_split.json, results.json and "
+                                     "results.txt into --out.")
+    s.add_argument("--data", help="folder of Pointcept scene folders (with train/ and val/ or split 80/20)")
+    s.add_argument("--init", help="'scratch' or a backbone.safetensors exported by 'contrast3d pretrain'")
+    s.add_argument("--out", required=True, help="run folder")
+    s.add_argument("--labels", help="label budget: all (default), 1%%, 5%% (share of training scenes), "
+                                    "20pts, 200 (labelled points per scene)")
+    s.add_argument("--config", action="append", default=[], metavar="FILE",
+                   help="YAML config over the presets, or a shipped preset name such as semseg_cpu_small "
+                        "(repeatable)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override one value, e.g. --set optim.lr=0.05 (repeatable)")
+    s.add_argument("--steps", type=int, help="total optimizer steps")
+    s.add_argument("--seed", type=int, help="seed of the label split, initialisation and augmentation")
+    s.add_argument("--device", choices=["auto", "cpu", "cuda"], help="training device (default auto)")
+    s.add_argument("--eval-every", type=int, metavar="K", help="evaluate every K steps (logged as val/mIoU)")
+    s.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.pt if present")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=run_semseg)
+
+
+def run_semseg(args: argparse.Namespace) -> int:
+    from contrast3d.engine.trainer import NonFiniteLossError
+    from contrast3d.evaluation.finetune import finetune_semseg
+
+    out = Path(args.out)
+    resumed = args.resume and (out / "config.yaml").is_file()
+    if not resumed and not args.data:
+        raise DataError(out, "--data is required for a new run")
+    if not resumed and not args.init:
+        raise DataError(out, "--init is required for a new run: a backbone.safetensors or 'scratch'")
+    try:
+        results = finetune_semseg(args.data, args.init, out, args.labels, config_files=args.config,
+                                  overrides=args.overrides, steps=args.steps, seed=args.seed, device=args.device,
+                                  eval_every=args.eval_every, progress=False if args.no_progress else None,
+                                  resume=args.resume)
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    print((out / "results.txt").read_text(), end="")
+    print(f"mIoU {100 * (results['mIoU'] or 0):.2f}  mAcc {100 * (results['mAcc'] or 0):.2f}  "
+          f"allAcc {100 * (results['allAcc'] or 0):.2f}  ({results['label_budget']} labels, init "
+          f"{results['init']}, {results['steps']} steps, {results['minutes']:.1f} min); results: {out / 'results.json'}")
+    return 0

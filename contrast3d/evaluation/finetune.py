@@ -1,0 +1,218 @@
+"""Semantic-segmentation fine-tuning and evaluation (what ``contrast3d finetune semseg`` runs).
+
+:func:`finetune_semseg` resolves the config, splits the scenes into train/val
+(:func:`~contrast3d.evaluation.semseg_data.resolve_scene_split`), applies the label budget
+(``--labels``, chosen by the seed, :mod:`contrast3d.evaluation.splits`), builds a
+:class:`~contrast3d.evaluation.semseg_model.SemsegModel` (optionally initialised from a
+pre-trained backbone), trains it with the engine's :class:`~contrast3d.engine.trainer.Trainer`
+(checkpoints, resume, logging, schedules, periodic ``val/mIoU``), evaluates it on the validation
+scenes (every original point, :func:`~contrast3d.evaluation.semseg.evaluate_semseg`) and writes::
+
+    RUN/config.yaml metrics.jsonl tb/ checkpoints/last.pt backbone.safetensors (the fine-tuned net)
+    RUN/scene_split.json label_split.json init.json results.json results.txt
+
+Config layers (later wins): dataclass defaults < ``configs/pretrain/base.yaml`` (engine defaults)
+< ``configs/finetune/semseg.yaml`` < ``--config FILE`` (a path, or the name of a shipped preset
+such as ``semseg_cpu_small``) < flags (``--steps``, ``--init`` ...) < ``--set key=value``. With
+``resume`` the run folder's ``config.yaml`` replaces the presets.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from contrast3d.config import PRESET_DIR, ConfigError, TrainConfig, load_train_config, to_dict
+from contrast3d.data.scene_dataset import SceneDataset
+from contrast3d.engine import distributed as D
+from contrast3d.engine.checkpoint import CheckpointError
+from contrast3d.engine.rng import derive_seed, seed_all
+from contrast3d.engine.trainer import PeriodicCallback, StepContext, Trainer
+from contrast3d.errors import DataError
+from contrast3d.evaluation.metrics import SegmentationScores
+from contrast3d.evaluation.semseg import evaluate_semseg, raw_scenes, write_results
+from contrast3d.evaluation.semseg_data import SemsegDataset, resolve_scene_split, train_transform
+from contrast3d.evaluation.semseg_model import SPEC, SemsegModel, load_backbone_init
+from contrast3d.evaluation.splits import LabelBudget, LabelSplit
+from contrast3d.structures import build_feat
+
+TASK = "semseg"
+FINETUNE_PRESETS = PRESET_DIR / "finetune"
+
+
+def preset_file(name_or_path: str | Path) -> Path:
+    """An existing file, or the shipped preset ``configs/finetune/<name>.yaml``; :class:`ConfigError` otherwise."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    preset = FINETUNE_PRESETS / f"{path.stem if path.suffix in ('.yaml', '.yml') else path.name}.yaml"
+    if preset.is_file() and path.parent == Path("."):
+        return preset
+    known = ", ".join(sorted(p.stem for p in FINETUNE_PRESETS.glob("*.yaml")))
+    raise ConfigError(path, f"config file not found (shipped fine-tuning presets: {known})")
+
+
+def load_finetune_config(*, files: Iterable[str | Path] = (), flags: dict[str, Any] | None = None,
+                         overrides: Iterable[str] = (), presets: bool = True) -> TrainConfig:
+    """Resolve the fine-tuning :class:`TrainConfig` (layers in the module docstring).
+
+    ``flags`` may hold ``method.*`` values nested (``{"method": {"init": ...}}``).
+    """
+    layers = [PRESET_DIR / "pretrain" / "base.yaml", FINETUNE_PRESETS / f"{TASK}.yaml"] if presets else []
+    layers += [preset_file(f) for f in files]
+    return load_train_config(TASK, SPEC, files=layers, flags=flags, overrides=overrides, presets=False)
+
+
+def _flags(data_dir, init, labels, steps, seed, device, eval_every, progress) -> dict[str, Any]:
+    flags: dict[str, Any] = {k: v for k, v in {"data_root": None if data_dir is None else str(data_dir),
+                                               "steps": steps, "seed": seed, "device": device,
+                                               "progress": progress}.items() if v is not None}
+    method = {k: v for k, v in {"init": None if init is None else str(init), "labels": labels,
+                                "eval_every": eval_every}.items() if v is not None}
+    if method:
+        flags["method"] = method
+    return flags
+
+
+def _label_split(out: Path, dataset: SemsegDataset, budget: LabelBudget, seed: int, resume: bool) -> LabelSplit:
+    path = out / "label_split.json"
+    if resume and path.is_file():
+        return LabelSplit.load(path)
+    split = dataset.make_label_split(budget, seed)
+    split.save(path)
+    return split
+
+
+def _check_inputs(cfg: TrainConfig, val: SceneDataset) -> None:
+    cloud = val.raw(0)
+    width = build_feat(cloud, cfg.data.feat_keys).shape[1]
+    if width != cfg.model.in_channels:
+        raise ConfigError("model.in_channels", f"data.feat_keys {cfg.data.feat_keys} give {width} channels "
+                                               f"but model.in_channels is {cfg.model.in_channels}")
+
+
+def finetune_semseg(data_dir: str | Path | None, init: str | Path | None, out_dir: str | Path, labels: str | None = None,
+                    *, config_files: Iterable[str | Path] = (), overrides: Iterable[str] = (),
+                    steps: int | None = None, seed: int | None = None, device: str | None = None,
+                    eval_every: int | None = None, progress: bool | None = None, resume: bool = False,
+                    cfg: TrainConfig | None = None) -> dict[str, Any]:
+    """Fine-tune on ``data_dir``'s training scenes, evaluate on its validation scenes; the results dict.
+
+    Args:
+        data_dir: folder of Pointcept scenes (``train/`` + ``val/`` or a deterministic split).
+        init: ``"scratch"`` or a pre-trained ``backbone.safetensors``.
+        out_dir: run folder.
+        labels: label budget (``"all"``, ``"1%"``, ``"20pts"`` ...).
+        config_files, overrides, steps, seed, device, eval_every, progress: config layers
+            (see the module docstring); ``cfg`` skips resolution and is used as is.
+        resume: continue ``out_dir/checkpoints/last.pt`` (config from ``out_dir/config.yaml``).
+
+    Returns:
+        ``results.json``'s content: ``mIoU``, ``mAcc``, ``allAcc``, ``per_class``, ``label_budget``,
+        ``seed``, ``init``, ``steps``, ``minutes`` and more.
+    """
+    start = time.perf_counter()
+    out = Path(out_dir)
+    saved = out / "config.yaml"
+    if cfg is None:
+        resumed = resume and saved.is_file()
+        cfg = load_finetune_config(files=([saved] if resumed else []) + list(config_files),
+                                   flags=_flags(data_dir, init, labels, steps, seed, device, eval_every, progress),
+                                   overrides=overrides, presets=not resumed)
+    if not cfg.data_root:
+        raise DataError(out, "no dataset folder given (--data)")
+    resuming = resume and (out / "checkpoints" / "last.pt").is_file()
+    if not resume and (out / "checkpoints" / "last.pt").is_file():
+        raise CheckpointError(out / "checkpoints" / "last.pt", "the run folder already has a checkpoint; pass "
+                                                                "--resume to continue it or choose another --out")
+    try:
+        budget = LabelBudget.parse(cfg.method.labels)
+    except ValueError as err:
+        raise ConfigError("method.labels", str(err)) from None
+    # The model first (a bad --init fails before any scene is read); data loading draws no global randomness.
+    seed_all(derive_seed(cfg.seed, 0))  # model initialisation: identical on every rank
+    model = SemsegModel(cfg.method, cfg.model)
+    init_info: dict[str, Any] = {"path": "scratch"}
+    report = None
+    if resuming:  # the weights come from the checkpoint
+        init_info = _read_json(out / "init.json", {"path": str(cfg.method.init)})
+    elif str(cfg.method.init).lower() != "scratch":
+        report = load_backbone_init(model.net, cfg.method.init, cfg.model)
+        init_info = report.to_dict()
+    out.mkdir(parents=True, exist_ok=True)
+
+    scenes = resolve_scene_split(cfg.data_root, cfg.data.val_fraction)
+    scenes.save(out / "scene_split.json")
+    on_error = "raise" if cfg.data.strict else "skip"
+    train = SemsegDataset(scenes.train, train_transform(cfg.data, sparse_labels=budget.kind == "points"),
+                          on_error=on_error, keep_raw=cfg.data.cache_scenes)
+    split = _label_split(out, train, budget, cfg.seed, resume)
+    train.apply_split(split)
+    val = SceneDataset(scenes.val, None, on_error=on_error, keep_raw=cfg.data.cache_scenes)
+    _check_inputs(cfg, val)
+
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    ctx = D.init_distributed(cfg.device)
+    if report is not None and ctx.is_main:
+        print(report.summary(), flush=True)
+    per_rank = -(-len(train) // ctx.world_size)
+    if cfg.loader.drop_last and per_rank < cfg.loader.batch_size:  # e.g. 1 % of a small dataset
+        if ctx.is_main:
+            print(f"note: loader.batch_size lowered from {cfg.loader.batch_size} to {max(1, per_rank)}: only "
+                  f"{len(train)} training scene(s) under labels={split.budget}", flush=True)
+        cfg.loader.batch_size = max(1, per_rank)
+    eval_kw: dict[str, Any] = {"num_classes": cfg.model.num_classes, "grid_size": cfg.data.grid_size,
+                               "feat_keys": cfg.data.feat_keys, "class_names": cfg.data.class_names}
+
+    def periodic(c: StepContext) -> dict[str, float]:
+        s = evaluate_semseg(c.method.backbone(), raw_scenes(val), max_fragments=cfg.method.periodic_fragments,
+                            device=c.device, **eval_kw)
+        return {"mIoU": s.miou, "mAcc": s.macc, "allAcc": s.all_acc}
+
+    try:
+        if ctx.is_main and not resuming:
+            (out / "init.json").write_text(json.dumps(init_info, indent=1) + "\n")
+        callbacks = ([PeriodicCallback(cfg.method.eval_every, periodic, "val")]
+                     if cfg.method.eval_every > 0 else [])
+        trainer = Trainer(cfg, model, train, SPEC.build_collate(cfg.data), out, ctx=ctx, callbacks=callbacks)
+        result = trainer.fit(resume=resume)
+        scores = evaluate_semseg(trainer.method.backbone(), raw_scenes(val), max_fragments=cfg.method.eval_fragments,
+                                 device=trainer.device, **eval_kw)
+        results = _results(cfg, scores, result.step, split, scenes.mode, len(train), len(val), init_info,
+                           (time.perf_counter() - start) / 60.0, str(trainer.device))
+        if ctx.is_main:
+            write_results(out, results, scores)
+        D.barrier(ctx)
+        return results
+    finally:
+        D.shutdown(ctx)
+
+
+def _read_json(path: Path, default: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def _results(cfg: TrainConfig, scores: SegmentationScores, step: int, split: LabelSplit, mode: str,
+             n_train: int, n_val: int, init_info: dict[str, Any], minutes: float, device: str) -> dict[str, Any]:
+    labelled = {"scenes": len(split.scenes)}
+    if split.points:
+        labelled["points"] = int(sum(len(v) for v in split.points.values()))
+    return {
+        **scores.to_dict(),
+        "label_budget": split.budget, "labelled": labelled, "seed": cfg.seed,
+        "init": str(cfg.method.init), "init_loaded_tensors": init_info.get("num_loaded", 0),
+        "steps": step, "minutes": round(minutes, 3), "train_scenes": n_train, "val_scenes": n_val,
+        "scene_split": mode, "model": to_dict(cfg.model), "grid_size": cfg.data.grid_size,
+        "eval_fragments": cfg.method.eval_fragments, "device": device,
+    }
+
+
+__all__ = ["evaluate_semseg", "finetune_semseg", "load_backbone_init", "load_finetune_config", "preset_file"]
