@@ -67,19 +67,23 @@ def load_frame_cloud(path: str | Path, name: str = "") -> PointCloud:
 
 def frame_features(cloud: PointCloud, normals: bool = True, segments: bool = True,
                    normal_k: int = 16) -> PointCloud:
-    """Add PCA normals (oriented toward the camera centre ``meta['pose'][:3, 3]``) and FH
-    superpoints (:func:`contrast3d.data.segmentation.segment_points`) to a world-frame cloud."""
-    from contrast3d.data.normals import estimate_normals
+    """Add PCA normals (``normal_k`` neighbours, oriented toward the camera centre
+    ``meta['pose'][:3, 3]``) and FH superpoints
+    (:func:`contrast3d.data.segmentation.segment_points`, compact ids) to a world-frame cloud.
+    One kNN query serves both."""
+    from contrast3d.data.normals import knn, pca_normals
     from contrast3d.data.segmentation import segment_points
 
+    if not (normals or segments) or len(cloud) == 0:
+        return cloud
     pose = cloud.meta.get("pose")
     eye = None if pose is None else np.asarray(pose, np.float64)[:3, 3]
-    if normals or segments:
-        cloud.normal = estimate_normals(cloud.coord, k=normal_k, viewpoint=eye)
+    idx = knn(cloud.coord, max(normal_k, 11))
+    normal = pca_normals(cloud.coord, idx[:, :normal_k], eye)
     if segments:
-        cloud.superpoint = segment_points(cloud.coord, cloud.normal, compact=True)
-    if not normals:
-        cloud.normal = None
+        cloud.superpoint = segment_points(cloud.coord, normal, compact=True, neighbors=idx)
+    if normals:
+        cloud.normal = normal
     return cloud
 
 

@@ -236,7 +236,7 @@ def segment_mesh_obj(mesh: TriangleMesh, k_thresh: float = 0.01, seg_min_verts: 
 def segment_points(coord: np.ndarray, normals: np.ndarray | None = None, k_neighbors: int = 10,
                    k_thresh: float = 0.01, min_size: int = 20, normal_k: int | None = None,
                    viewpoint: np.ndarray | None = None, compact: bool = False,
-                   orientation_invariant: bool | None = None) -> np.ndarray:
+                   orientation_invariant: bool | None = None, neighbors: np.ndarray | None = None) -> np.ndarray:
     """FH over-segmentation of a point cloud on its kNN graph with ScanNet's normal-based weights.
 
     Args:
@@ -256,6 +256,9 @@ def segment_points(coord: np.ndarray, normals: np.ndarray | None = None, k_neigh
             normals with arbitrary signs work (``w = 1 - |n_a . n_b|``; the convexity test then
             uses the flipped normal). ``None`` -- on exactly when the normals are estimated here
             without a ``viewpoint`` (a centroid-based sign flips on planes through the centroid).
+        neighbors: optional precomputed ``knn(coord, k)`` table ``(N, k)`` (itself first) with
+            ``k >= k_neighbors + 1`` (and ``>= normal_k`` when normals are estimated); saves the
+            kNN query when the caller already has it.
 
     Returns:
         ``(N,)`` int64 segment id per point.
@@ -270,7 +273,13 @@ def segment_points(coord: np.ndarray, normals: np.ndarray | None = None, k_neigh
         return np.zeros(0, dtype=np.int64)
     kg = k_neighbors + 1
     normal_k = kg if normal_k is None else int(normal_k)
-    idx = knn(c, max(kg, normal_k if normals is None else 0))
+    need = min(max(kg, normal_k if normals is None else 0), n)
+    if neighbors is None:
+        idx = knn(c, need)
+    else:
+        idx = np.asarray(neighbors, dtype=np.int64)
+        if idx.ndim != 2 or idx.shape[0] != n or idx.shape[1] < need:
+            raise ValueError(f"neighbors must have shape ({n}, >= {need}), got {idx.shape}")
     if normals is None:
         nrm = pca_normals(c, idx[:, :normal_k], viewpoint)
     else:
