@@ -14,11 +14,12 @@ from contrast3d.commands import finetune as finetune_command
 from contrast3d.commands import info as info_command
 from contrast3d.commands import prepare as prepare_command
 from contrast3d.commands import pretrain as pretrain_command
+from contrast3d.commands import quickstart as quickstart_command
 from contrast3d.commands import simulate as simulate_command
 from contrast3d.errors import DataError
 
 #: The sub-command modules, in the order ``--help`` lists them.
-COMMAND_MODULES = [info_command, convert_command, simulate_command, prepare_command, pretrain_command,
+COMMAND_MODULES = [quickstart_command, info_command, convert_command, simulate_command, prepare_command, pretrain_command,
                    finetune_command]
 
 

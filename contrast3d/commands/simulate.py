@@ -3,7 +3,6 @@ Pointcept point clouds) in the ScanNet export layout."""
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import sys
 import time
 
@@ -23,38 +22,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _one(job: tuple) -> tuple[int, str, float]:
-    seed, out, frames, width, height, density = job
-    from contrast3d.simulate.export import simulate_scene
-
-    start = time.perf_counter()
-    path = simulate_scene(seed, out, n_frames=frames, width=width, height=height, density=density)
-    return seed, str(path), time.perf_counter() - start
-
-
 def run(args: argparse.Namespace) -> int:
     if args.scenes < 1 or args.frames < 0 or args.width < 8 or args.height < 8 or args.workers < 1:
         print("error: --scenes/--workers must be >= 1, --frames >= 0, --width/--height >= 8", file=sys.stderr)
         return 2
     frames = 0 if args.no_frames else args.frames
-    jobs = [(args.seed + i, args.out, frames, args.width, args.height, args.density) for i in range(args.scenes)]
-    start = time.perf_counter()
-    done = 0
+    from contrast3d.simulate.batch import simulate_scenes
 
-    def report(result: tuple[int, str, float]) -> None:
-        nonlocal done
-        done += 1
-        _seed, path, secs = result
-        print(f"\r[{done}/{len(jobs)}] {path} ({secs:.1f} s)", end="\n" if done == len(jobs) else "", flush=True,
+    start = time.perf_counter()
+
+    def report(done: int, total: int, path: str, secs: float) -> None:
+        print(f"\r[{done}/{total}] {path} ({secs:.1f} s)", end="\n" if done == total else "", flush=True,
               file=sys.stderr)
 
-    if args.workers == 1 or len(jobs) == 1:
-        for job in jobs:
-            report(_one(job))
-    else:
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(min(args.workers, len(jobs))) as pool:
-            for result in pool.imap_unordered(_one, jobs):
-                report(result)
+    simulate_scenes(range(args.seed, args.seed + args.scenes), args.out, frames, args.width, args.height,
+                    args.density, args.workers, report)
+    jobs = range(args.scenes)
     print(f"wrote {len(jobs)} scene(s) to {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
