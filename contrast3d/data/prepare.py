@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from contrast3d.errors import DataError
+from contrast3d.io._common import replace_dir
 
 MARKER = "prepare_done.json"
 SUMMARY_FILE = "prepare_summary.json"
@@ -87,16 +88,6 @@ def clean_stale_temps(out: str | Path) -> list[str]:
     return removed
 
 
-def _replace(tmp: Path, final: Path) -> None:
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-
-
 def run_job(job: SceneJob) -> dict[str, Any]:
     """Run one scene job (in any process); never raises :class:`DataError`.
 
@@ -117,7 +108,7 @@ def run_job(job: SceneJob) -> dict[str, Any]:
         result["status"] = "done"
         result["seconds"] = round(time.perf_counter() - start, 3)
         (tmp / MARKER).write_text(json.dumps(result, indent=1))
-        _replace(tmp, job.final)
+        replace_dir(tmp, job.final)
     except DataError as err:
         result.update(status="failed", error={"source": err.source, "reason": err.reason})
     finally:

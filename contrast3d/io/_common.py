@@ -103,6 +103,21 @@ def color_to_uint8(color: np.ndarray) -> np.ndarray:
     return np.clip(np.round(color.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move the finished folder ``tmp`` to ``final``, swapping out an existing ``final``.
+
+    Each step is an atomic rename on one file system; the old folder is deleted only after
+    the new one is in place, so a crash leaves either the old or the new folder at ``final``.
+    """
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
 def _temp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
@@ -137,13 +152,7 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
     tmp.mkdir(parents=True)
     try:
         yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        replace_dir(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

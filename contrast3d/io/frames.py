@@ -116,27 +116,26 @@ def check_pose(pose: np.ndarray, source: str | Path, tol: float = 1e-3) -> np.nd
     return pose
 
 
+def _read_matrix_txt(path: Path, what: str) -> np.ndarray:
+    """A whitespace-separated matrix text file -> 2-D float64; DataError if missing or unparsable."""
+    if not path.is_file():
+        raise DataError(path, f"missing {what} file")
+    try:
+        return np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except ValueError as exc:
+        raise DataError(path, f"unparsable {what} file ({exc})") from None
+
+
 def read_pose_txt(path: str | Path) -> np.ndarray:
     """A whitespace-separated 4x4 camera-to-world matrix file -> ``(4, 4)`` float64 (checked)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "missing pose file")
-    try:
-        pose = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except ValueError as exc:
-        raise DataError(path, f"unparsable pose file ({exc})") from None
-    return check_pose(pose, path)
+    return check_pose(_read_matrix_txt(path, "pose"), path)
 
 
 def read_intrinsics_txt(path: str | Path) -> np.ndarray:
     """A 3x3 or 4x4 intrinsics text file -> ``(3, 3)`` float64."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "missing intrinsics file")
-    try:
-        mat = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except ValueError as exc:
-        raise DataError(path, f"unparsable intrinsics ({exc})") from None
+    mat = _read_matrix_txt(path, "intrinsics")
     if mat.shape not in ((3, 3), (4, 4)):
         raise DataError(path, f"intrinsics must be 3x3 or 4x4, got {mat.shape}")
     return _check_intrinsics(mat[:3, :3], path)

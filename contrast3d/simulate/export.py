@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from contrast3d.io._common import replace_dir
 from contrast3d.io.ply_write import write_ply
 from contrast3d.io.pointcept import write_pointcept_scene
 from contrast3d.simulate.render import Frame, Renderer
@@ -72,16 +73,6 @@ def write_frame(folder: Path, index: int, frame: Frame) -> None:
                         depth=frame.depth_clean.astype(np.float32))
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    if final.exists():
-        trash = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, trash)
-        os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-
-
 def export_scene(scene: SimScene, out: str | os.PathLike, frames: Iterable[Frame] = (), K: np.ndarray | None = None,
                  density: float = 1500.0, with_ceiling_points: bool = False) -> Path:
     """Write ``scene`` (and its ``frames``) under ``out``; returns ``<out>/<scene.name>``."""
@@ -111,7 +102,7 @@ def export_scene(scene: SimScene, out: str | os.PathLike, frames: Iterable[Frame
                             for o in scene.objects if o.kind != "reserve"],
                 "label_set": "scannet20"}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        _replace_dir(tmp, out / scene.name)
+        replace_dir(tmp, out / scene.name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
