@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--frame-skip", type=int, default=3)
     parser.add_argument("--pretrain-steps", type=int, default=1200)
-    parser.add_argument("--finetune-steps", type=int, default=250)
+    parser.add_argument("--finetune-steps", type=int, default=150)
     parser.add_argument("--budgets", default="20pts,200pts")
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args()
@@ -93,7 +93,7 @@ def main() -> None:
             for init_name, init in (("scratch", "scratch"), ("pointcontrast", str(backbone))):
                 out = work / "finetune" / f"{budget}_{init_name}_s{seed}"
                 res = finetune_semseg(scenes, init, out, budget, config_files=[preset_file("semseg_cpu_small")],
-                                      steps=args.finetune_steps, seed=seed, device="cpu", progress=False,
+                                      steps=args.finetune_steps, seed=seed, device="cpu", progress=False, eval_every=0,
                                       resume=(out / "checkpoints" / "last.pt").is_file())
                 runs.append({"budget": budget, "seed": seed, "init": init_name, "mIoU": res["mIoU"],
                              "mAcc": res["mAcc"], "allAcc": res["allAcc"], "minutes": res.get("minutes")})
