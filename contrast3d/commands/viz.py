@@ -1,0 +1,128 @@
+"""``contrast3d viz``: headless PNG checks of a pre-trained backbone and of a run.
+
+* ``viz similarity --init W --scene S [--scene2 S2] [--query INDEX|auto] --out PNG``: cosine
+  similarity of every point's feature to a query point (with ``--scene2``: view 2 coloured by
+  similarity to the query of view 1, same camera when both are in world coordinates).
+* ``viz tsne --init W --scene S [S ...] --out PNG``: t-SNE of point features coloured by class.
+* ``viz curves RUN_DIR|metrics.jsonl --out PNG [--keys k1 k2]``: loss / metric curves.
+
+``--init`` takes a ``backbone.safetensors`` (with its ``.json`` sidecar) or a training checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from contrast3d.errors import DataError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("viz", help="PNG checks: feature similarity maps, t-SNE, training curves")
+    vs = p.add_subparsers(dest="viz_command", metavar="PLOT")
+    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+    s = vs.add_parser("similarity", help="colour a scene by feature similarity to a query point")
+    _backbone_args(s)
+    s.add_argument("--scene", required=True, help="scene file or folder (anything `contrast3d info` reads)")
+    s.add_argument("--scene2", help="second view: coloured by similarity to the query of --scene")
+    s.add_argument("--query", default="auto",
+                   help="query point index in --scene, or 'auto' (the point nearest the room centre at 30%% height)")
+    s.add_argument("--cmap", default="jet", help="matplotlib colour map (default jet)")
+    s.add_argument("--out", required=True, help="output PNG")
+    s.set_defaults(func=run_similarity)
+
+    t = vs.add_parser("tsne", help="t-SNE of point features coloured by semantic class")
+    _backbone_args(t)
+    t.add_argument("--scene", required=True, nargs="+", help="labelled scene(s)")
+    t.add_argument("--max-points", type=int, default=5000, help="stratified subsample size (default 5000)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True, help="output PNG")
+    t.set_defaults(func=run_tsne)
+
+    c = vs.add_parser("curves", help="loss and metric curves of a run")
+    c.add_argument("run", help="run folder (with metrics.jsonl) or a metrics .jsonl file")
+    c.add_argument("--keys", nargs="+", help="metrics to plot (default every numeric key)")
+    c.add_argument("--smoothing", type=float, default=0.9, help="EMA weight in [0, 1) (default 0.9)")
+    c.add_argument("--out", required=True, help="output PNG")
+    c.set_defaults(func=run_curves)
+
+
+def _backbone_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--init", required=True, help="backbone .safetensors (+ .json sidecar) or training checkpoint .pt")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--grid-size", type=float, help="voxel size in metres (default: from the backbone metadata)")
+
+
+def _load(args: argparse.Namespace):
+    from contrast3d.viz.backbone_io import load_backbone
+
+    model, info = load_backbone(args.init, args.device)
+    if args.grid_size is not None:
+        info.update(grid_size=args.grid_size, grid_size_guessed=False)
+    elif info["grid_size_guessed"]:
+        print(f"warning: {args.init}: no grid_size in the metadata, using {info['grid_size']} m (--grid-size)")
+    return model, info
+
+
+def auto_query(coord: np.ndarray) -> int:
+    """The point nearest ``(x, y)`` centre of the bounding box at 30 % of its height (on furniture, not floor)."""
+    lo, hi = coord.min(0), coord.max(0)
+    target = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2] + 0.3 * (hi[2] - lo[2])])
+    return int(np.argmin(((coord - target) ** 2).sum(1)))
+
+
+def run_similarity(args: argparse.Namespace) -> int:
+    from contrast3d.viz.backbone_io import read_scene, scene_features
+    from contrast3d.viz.similarity import similarity_map, similarity_map_pair
+
+    model, info = _load(args)
+    cloud = read_scene(args.scene)
+    if args.query == "auto":
+        query = auto_query(cloud.coord)
+    else:
+        try:
+            query = int(args.query)
+        except ValueError:
+            raise DataError(args.query, "--query must be a point index or 'auto'") from None
+        if not 0 <= query < len(cloud):
+            raise DataError(args.scene, f"--query {query} out of range for {len(cloud)} points")
+    feats = scene_features(model, cloud, info, args.device)
+    if args.scene2:
+        cloud2 = read_scene(args.scene2)
+        feats2 = scene_features(model, cloud2, info, args.device)
+        _, sim2 = similarity_map_pair(cloud.coord, feats, cloud2.coord, feats2, query, args.out, cmap=args.cmap)
+        print(f"wrote {args.out} (query {query}; view-2 similarity {sim2.min():.3f}..{sim2.max():.3f})")
+    else:
+        sim = similarity_map(cloud.coord, feats, query, args.out, cmap=args.cmap,
+                             title=f"{Path(args.scene).name}: similarity to point {query}")
+        print(f"wrote {args.out} (query {query}; similarity {sim.min():.3f}..{sim.max():.3f})")
+    return 0
+
+
+def run_tsne(args: argparse.Namespace) -> int:
+    from contrast3d.viz.backbone_io import read_scene, scene_features
+    from contrast3d.viz.tsne import tsne_plot
+
+    model, info = _load(args)
+    feats, labels, class_names = [], [], None
+    for path in args.scene:
+        cloud = read_scene(path)
+        if cloud.segment is None:
+            raise DataError(path, "scene has no semantic labels (segment) to colour the t-SNE by")
+        feats.append(scene_features(model, cloud, info, args.device).numpy())
+        labels.append(cloud.segment)
+        class_names = class_names or cloud.meta.get("class_names")
+    emb, _ = tsne_plot(np.concatenate(feats), np.concatenate(labels), args.out, class_names=class_names,
+                       max_points=args.max_points, seed=args.seed)
+    print(f"wrote {args.out} ({len(emb)} points)")
+    return 0
+
+
+def run_curves(args: argparse.Namespace) -> int:
+    from contrast3d.viz.curves import plot_curves
+
+    keys = plot_curves(args.run, args.out, keys=args.keys, smoothing=args.smoothing)
+    print(f"wrote {args.out} ({', '.join(keys)})")
+    return 0

@@ -1,0 +1,95 @@
+"""t-SNE of per-point features coloured by semantic class (scikit-learn, PCA initialisation)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from contrast3d.viz.render import new_figure, save_figure
+
+
+def _np(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def stratified_subsample(labels: np.ndarray, max_points: int, seed: int = 0) -> np.ndarray:
+    """Sorted int64 indices of at most ``max_points`` points, every class represented.
+
+    Each class gets ``max_points / num_classes`` points (all of it when smaller); the budget
+    left over by small classes goes to the others in proportion to their size. Seeded.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    if len(labels) <= max_points:
+        return np.arange(len(labels), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.zeros(len(classes), np.int64)
+    left = max_points
+    while left > 0 and (quota < counts).any():  # water-filling: <= num_classes + 1 rounds
+        open_ = quota < counts
+        share = max(left // int(open_.sum()), 1)
+        add = np.where(open_, np.minimum(counts - quota, share), 0)
+        before = np.cumsum(add) - add  # trim so that the round hands out at most `left`
+        add = np.minimum(add, np.maximum(left - before, 0))
+        quota += add
+        left -= int(add.sum())
+    picks = [rng.choice(np.flatnonzero(labels == c), size=q, replace=False) for c, q in zip(classes, quota) if q]
+    return np.sort(np.concatenate(picks)).astype(np.int64)
+
+
+def tsne_embed(feats: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
+    """``(M, 2)`` t-SNE embedding of ``(M, C)`` features (PCA init, auto learning rate)."""
+    from sklearn.manifold import TSNE
+
+    feats = np.asarray(feats, dtype=np.float32)
+    perplexity = float(min(perplexity, max(1.0, (len(feats) - 1) / 3)))
+    tsne = TSNE(n_components=2, init="pca", learning_rate="auto", perplexity=perplexity, random_state=seed)
+    return tsne.fit_transform(feats)
+
+
+def tsne_plot(feats: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, out_png: str | Path,
+              class_names: Sequence[str] | None = None, max_points: int = 5000, seed: int = 0,
+              perplexity: float = 30.0, normalize: bool = True, title: str | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """t-SNE scatter of per-point features coloured by class, with a legend; writes a PNG.
+
+    Args:
+        feats: ``(N, C)`` features; labels: ``(N,)`` int classes (``-1`` = ignore, left out).
+        class_names: names indexed by class id (legend); default the ids.
+        max_points: stratified, seeded subsample size (see :func:`stratified_subsample`).
+        normalize: L2-normalise the features first (what cosine-trained features need).
+
+    Returns:
+        ``(embedding (M, 2), index (M,))``: the 2-D points and the input rows they come from.
+    """
+    feats, labels = _np(feats).astype(np.float32), _np(labels).astype(np.int64).reshape(-1)
+    if feats.ndim != 2 or feats.shape[0] != labels.shape[0]:
+        raise ValueError(f"feats {feats.shape} and labels {labels.shape} do not match")
+    valid = np.flatnonzero(labels >= 0)
+    if len(valid) < 3:
+        raise ValueError("t-SNE needs at least 3 labelled points")
+    index = valid[stratified_subsample(labels[valid], max_points, seed)]
+    x = feats[index]
+    if normalize:
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    emb = tsne_embed(x, seed, perplexity)
+    import matplotlib
+
+    y = labels[index]
+    classes = np.unique(y)
+    cmap = matplotlib.colormaps["tab20" if len(classes) > 10 else "tab10"]
+    fig = new_figure(8.5, 6.5)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, c in enumerate(classes):
+        m = y == c
+        name = class_names[c] if class_names is not None and c < len(class_names) else str(c)
+        ax.scatter(emb[m, 0], emb[m, 1], s=4, color=cmap(i % cmap.N), label=f"{name} ({int(m.sum())})",
+                   linewidths=0, alpha=0.8)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=3, fontsize=8, frameon=False)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title or f"t-SNE of {len(index)} points, {feats.shape[1]}-d features")
+    save_figure(fig, out_png)
+    return emb, index
