@@ -14,6 +14,7 @@ from contrast3d.commands import finetune as finetune_command
 from contrast3d.commands import info as info_command
 from contrast3d.commands import prepare as prepare_command
 from contrast3d.commands import pretrain as pretrain_command
+from contrast3d.commands import probe as probe_command
 from contrast3d.commands import quickstart as quickstart_command
 from contrast3d.commands import simulate as simulate_command
 from contrast3d.commands import viz as viz_command
@@ -21,7 +22,7 @@ from contrast3d.errors import DataError
 
 #: The sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES = [quickstart_command, info_command, convert_command, simulate_command, prepare_command, pretrain_command,
-                   finetune_command, viz_command]
+                   finetune_command, probe_command, viz_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

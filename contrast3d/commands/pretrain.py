@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="total optimizer steps")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="training device (default auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--probe-data", metavar="DIR",
+                   help="labelled Pointcept scenes: log linear/kNN probe mIoU and collapse statistics")
+    p.add_argument("--probe-every", type=int, default=500, metavar="K", help="probe every K steps (default 500)")
     p.set_defaults(func=run)
 
 
@@ -61,8 +64,15 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(out, "--data is required for a new run")
     cfg = load_train_config(args.method, spec, files=([saved] if resumed_cfg else []) + args.config,
                             flags=flags, overrides=args.overrides, presets=not resumed_cfg)
+    callbacks = []
+    if args.probe_data:
+        from contrast3d.evaluation.probe_data import pretrain_probe_hook
+
+        data = cfg.data
+        callbacks.append(pretrain_probe_hook(args.probe_data, args.probe_every, getattr(data, "grid_size", 0.05),
+                                             getattr(data, "feat_keys", ["color", "normal"])))
     try:
-        result = pretrain(cfg, spec, out, resume=args.resume)
+        result = pretrain(cfg, spec, out, resume=args.resume, callbacks=callbacks)
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3

@@ -1,0 +1,61 @@
+"""Labelled probe batches from Pointcept scenes, the ``contrast3d probe`` job, and the probe hook
+of the pre-training loop (``contrast3d pretrain --probe-data DIR --probe-every K``)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from contrast3d.data.voxelize import GridSample
+from contrast3d.evaluation.probes import ProbeCallback
+from contrast3d.evaluation.semseg_data import resolve_scene_split
+from contrast3d.io.pointcept import read_pointcept_scene
+from contrast3d.structures import PointBatch, collate_points
+
+
+def scene_batches(scene_dirs: Sequence[Path], grid_size: float, feat_keys: Sequence[str],
+                  seed: int = 0) -> list[PointBatch]:
+    """One voxelised, labelled single-scene :class:`PointBatch` per scene.
+
+    Probes score voxels (one seeded point per voxel), not every original point: that keeps a
+    probe cheap enough to run inside the pre-training loop.
+    """
+    batches = []
+    for i, d in enumerate(scene_dirs):
+        vox = GridSample(grid_size, mode="train")(read_pointcept_scene(d), np.random.default_rng([seed, i]))
+        vox.meta.pop("inverse", None)
+        batches.append(collate_points([vox], tuple(feat_keys)))
+    return batches
+
+
+def build_probe(data_dir: str | Path, grid_size: float, feat_keys: Sequence[str], num_classes: int = 20,
+                every: int = 0, max_scenes: int = 8, seed: int = 0, max_train_points: int = 20_000,
+                prefix: str = "probe/") -> ProbeCallback:
+    """A :class:`ProbeCallback` on ``data_dir``'s train/val scenes (at most ``max_scenes`` each,
+    ``max_train_points`` seeded training voxels for the classifiers)."""
+    split = resolve_scene_split(data_dir)
+    return ProbeCallback(scene_batches(split.train[:max_scenes], grid_size, feat_keys, seed),
+                         scene_batches(split.val[:max_scenes], grid_size, feat_keys, seed + 1),
+                         num_classes, every, seed=seed, max_train_points=max_train_points, prefix=prefix)
+
+
+def probe_backbone(init: str | Path, data_dir: str | Path, num_classes: int = 20, max_scenes: int = 8,
+                   grid_size: float | None = None, seed: int = 0) -> dict[str, Any]:
+    """Linear and kNN probe mIoU plus collapse statistics of a saved backbone."""
+    from contrast3d.viz.backbone_io import load_backbone
+
+    model, info = load_backbone(init)
+    probe = build_probe(data_dir, grid_size or info["grid_size"], info["feat_keys"], num_classes,
+                        max_scenes=max_scenes, seed=seed)
+    return {"init": str(init), **probe.evaluate(model)}
+
+
+def pretrain_probe_hook(data_dir: str | Path, every: int, grid_size: float, feat_keys: Sequence[str],
+                        num_classes: int = 20):
+    """The engine's periodic callback running the probes on the method's backbone every ``every`` steps."""
+    from contrast3d.engine.trainer import PeriodicCallback
+
+    probe = build_probe(data_dir, grid_size, feat_keys, num_classes, every=every, prefix="")
+    return PeriodicCallback(every, lambda ctx: probe.evaluate(ctx.method.backbone()), "probe")  # logged probe/<key>
