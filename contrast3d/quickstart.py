@@ -41,7 +41,7 @@ class QuickstartConfig:
     frames: int = 40
     frame_skip: int = 4
     pretrain_steps: int = 300
-    finetune_steps: int = 300
+    finetune_steps: int = 120
     labels: str = "50pts"
     seed: int = 0
     workers: int = 2
