@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +51,25 @@ def build_data(work: Path, args: argparse.Namespace) -> tuple[Path, Path, list[P
     return scenes, sim, paths[:args.train_scenes]
 
 
+def finetune_job(job: tuple) -> dict:
+    """One fine-tuning run (in a worker process when ``--jobs`` > 1: one torch thread, no loader
+    workers, so parallel runs don't oversubscribe the cores). A finished run is reused."""
+    budget, seed, init_name, init, scenes, out, steps, jobs = job
+    overrides = []
+    if jobs > 1:
+        import torch
+
+        torch.set_num_threads(1)
+        overrides = ["loader.num_workers=0"]
+    out = Path(out)
+    res = finetune_semseg(scenes, init, out, budget, config_files=[preset_file("semseg_cpu_small")],
+                          overrides=overrides, steps=steps, seed=seed, device="cpu", progress=False, eval_every=0,
+                          resume=(out / "checkpoints" / "last.pt").is_file())
+    print(f"{budget:8s} seed {seed} {init_name:14s} mIoU {100 * res['mIoU']:.2f}", file=sys.stderr, flush=True)
+    return {"budget": budget, "seed": seed, "init": init_name, "mIoU": res["mIoU"], "mAcc": res["mAcc"],
+            "allAcc": res["allAcc"], "minutes": res.get("minutes")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true")
@@ -63,6 +84,7 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, default=150)
     parser.add_argument("--budgets", default="20pts,200pts")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--jobs", type=int, default=2, help="fine-tuning runs in parallel (1 thread each)")
     args = parser.parse_args()
     if args.smoke:
         args.train_scenes, args.val_scenes, args.frames = 3, 1, 12
@@ -87,18 +109,15 @@ def main() -> None:
     backbone = Path(pretrain(cfg, spec, pre_dir, resume=(pre_dir / "checkpoints" / "last.pt").is_file()).backbone_path)
     t_pre = time.perf_counter()
 
-    runs = []
-    for budget in args.budgets.split(","):
-        for seed in map(int, args.seeds.split(",")):
-            for init_name, init in (("scratch", "scratch"), ("pointcontrast", str(backbone))):
-                out = work / "finetune" / f"{budget}_{init_name}_s{seed}"
-                res = finetune_semseg(scenes, init, out, budget, config_files=[preset_file("semseg_cpu_small")],
-                                      steps=args.finetune_steps, seed=seed, device="cpu", progress=False, eval_every=0,
-                                      resume=(out / "checkpoints" / "last.pt").is_file())
-                runs.append({"budget": budget, "seed": seed, "init": init_name, "mIoU": res["mIoU"],
-                             "mAcc": res["mAcc"], "allAcc": res["allAcc"], "minutes": res.get("minutes")})
-                print(f"{budget:8s} seed {seed} {init_name:14s} mIoU {100 * res['mIoU']:.2f}", file=sys.stderr,
-                      flush=True)
+    jobs = [(budget, seed, init_name, init, str(scenes), str(work / "finetune" / f"{budget}_{init_name}_s{seed}"),
+             args.finetune_steps, args.jobs)
+            for budget in args.budgets.split(",") for seed in map(int, args.seeds.split(","))
+            for init_name, init in (("scratch", "scratch"), ("pointcontrast", str(backbone)))]
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            runs = list(pool.map(finetune_job, jobs))
+    else:
+        runs = [finetune_job(job) for job in jobs]
 
     table = {}
     for budget in args.budgets.split(","):
@@ -111,7 +130,7 @@ def main() -> None:
         table[budget] = row
     pre_log = [json.loads(line) for line in (pre_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     result = {
-        "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
+        "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None, "parallel_finetune_jobs": args.jobs,
         "train_scenes": args.train_scenes, "val_scenes": args.val_scenes, "frames_per_scene": args.frames,
         "frame_pairs": prep.get("pairs"), "pretrain_steps": args.pretrain_steps,
         "pretrain_loss_first_last": [pre_log[0].get("loss"), pre_log[-1].get("loss")] if pre_log else None,
