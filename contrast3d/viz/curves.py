@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +106,8 @@ def plot_curves(source: str | Path | Iterable[dict[str, Any]], out_png: str | Pa
     for i, (key, (steps, values)) in enumerate(series.items()):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         ax.plot(steps, values, color="tab:blue", alpha=0.25, linewidth=1)
-        ax.plot(steps, smooth(values, smoothing), color="tab:blue", linewidth=1.8)
+        weight = min(smoothing, max(0.0, 1 - 20 / len(values)))  # EMA window <= 1/20 of the curve
+        ax.plot(steps, smooth(values, weight), color="tab:blue", linewidth=1.8)
         ax.set_title(key, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=8)

@@ -34,7 +34,7 @@ class Camera:
 
     @staticmethod
     def fit(coord: np.ndarray, azimuth: float = -55.0, elevation: float = 55.0,
-            image_size: tuple[int, int] = (600, 800), margin: float = 0.04) -> "Camera":
+            image_size: tuple[int, int] = (600, 800), margin: float = 0.04) -> Camera:
         """Frame the bounding box of ``coord`` ``(N, 3)`` (metres) from a fixed direction.
 
         Args:
@@ -76,7 +76,7 @@ def auto_radius(num_points: int, image_size: tuple[int, int]) -> int:
     """A splat radius (pixels) that roughly closes the gaps between ``num_points`` points."""
     h, w = image_size
     spacing = np.sqrt(0.35 * h * w / max(num_points, 1))
-    return int(np.clip(round(spacing / 2), 1, 6))
+    return int(np.clip(np.ceil(spacing / 2), 1, 6))
 
 
 def splat(u: np.ndarray, v: np.ndarray, depth: np.ndarray, colors: np.ndarray, image_size: tuple[int, int],

@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from contrast3d.viz.render import Camera, auto_radius, colorize, new_figure, save_figure, splat
+from contrast3d.viz.render import (
+    Camera,
+    auto_radius,
+    colorize,
+    new_figure,
+    save_figure,
+    splat,
+)
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -135,7 +142,7 @@ def similarity_map_pair(coord1: ArrayLike, feats1: ArrayLike, coord2: ArrayLike,
     _star(ax2, uv2[best], "most similar", marker="X", color="white")
     if match_index is not None:
         _star(ax2, uv2[match_index], "true match")
-    ax2.legend(loc="lower right", fontsize=8, framealpha=0.8)
+    ax2.legend(loc="lower right", fontsize=8, framealpha=0.8, markerscale=0.5)
     ax1.set_title(titles[0])
     ax2.set_title(titles[1])
     _colorbar(fig, [ax1, ax2], cmap, lo, hi)

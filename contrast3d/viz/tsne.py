@@ -1,8 +1,8 @@
 """t-SNE of per-point features coloured by semantic class (scikit-learn, PCA initialisation)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -39,20 +39,27 @@ def stratified_subsample(labels: np.ndarray, max_points: int, seed: int = 0) -> 
     return np.sort(np.concatenate(picks)).astype(np.int64)
 
 
-def tsne_embed(feats: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
-    """``(M, 2)`` t-SNE embedding of ``(M, C)`` features (PCA init, auto learning rate)."""
+def tsne_embed(feats: np.ndarray, seed: int = 0, perplexity: float = 30.0, threads: int | None = 1) -> np.ndarray:
+    """``(M, 2)`` t-SNE embedding of ``(M, C)`` features (PCA init, auto learning rate).
+
+    ``threads`` caps the OpenMP / BLAS threads (``None`` = library default). One thread is the
+    default: on a busy machine sklearn's OpenMP gradient loop is 30x slower oversubscribed, and
+    a few thousand points embed in seconds on one core.
+    """
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     feats = np.asarray(feats, dtype=np.float32)
     perplexity = float(min(perplexity, max(1.0, (len(feats) - 1) / 3)))
     tsne = TSNE(n_components=2, init="pca", learning_rate="auto", perplexity=perplexity, random_state=seed)
-    return tsne.fit_transform(feats)
+    with threadpool_limits(limits=threads):
+        return tsne.fit_transform(feats)
 
 
 def tsne_plot(feats: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, out_png: str | Path,
               class_names: Sequence[str] | None = None, max_points: int = 5000, seed: int = 0,
-              perplexity: float = 30.0, normalize: bool = True, title: str | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
+              perplexity: float = 30.0, normalize: bool = True, title: str | None = None,
+              threads: int | None = 1) -> tuple[np.ndarray, np.ndarray]:
     """t-SNE scatter of per-point features coloured by class, with a legend; writes a PNG.
 
     Args:
@@ -60,6 +67,7 @@ def tsne_plot(feats: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tenso
         class_names: names indexed by class id (legend); default the ids.
         max_points: stratified, seeded subsample size (see :func:`stratified_subsample`).
         normalize: L2-normalise the features first (what cosine-trained features need).
+        threads: thread cap of the embedding, see :func:`tsne_embed`.
 
     Returns:
         ``(embedding (M, 2), index (M,))``: the 2-D points and the input rows they come from.
@@ -74,7 +82,7 @@ def tsne_plot(feats: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tenso
     x = feats[index]
     if normalize:
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    emb = tsne_embed(x, seed, perplexity)
+    emb = tsne_embed(x, seed, perplexity, threads)
     import matplotlib
 
     y = labels[index]

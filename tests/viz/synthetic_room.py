@@ -25,7 +25,7 @@ def _box_surface(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, n: in
 def make_room(n: int = 12000, seed: int = 0, size=(4.0, 4.0, 2.5)) -> tuple[np.ndarray, np.ndarray]:
     """``coord (N, 3)`` float32 metres and ``labels (N,)`` int64 (index into :data:`CLASS_NAMES`)."""
     rng = np.random.default_rng(seed)
-    sx, sy, sz = size
+    sx, sy, _ = size
     n_floor, n_wall = n // 4, n // 3
     n_box = (n - n_floor - n_wall) // len(BOXES)
     floor = np.column_stack([rng.uniform(0, sx, n_floor), rng.uniform(0, sy, n_floor), np.zeros(n_floor)])
