@@ -15,7 +15,8 @@ per-scene arrays (points are independent, so scene boundaries do not matter), an
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +24,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from contrast3d.evaluation.collapse import collapse_stats
-from contrast3d.evaluation.metrics import SegmentationScores, confusion_matrix, segmentation_scores
+from contrast3d.evaluation.metrics import (
+    SegmentationScores,
+    confusion_matrix,
+    segmentation_scores,
+)
 from contrast3d.structures import PointBatch
 
 ArrayLike = torch.Tensor | np.ndarray
