@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from contrast3d.data.pairs import PAIRS_FILE, load_pairs, mine_pairs, save_pairs
 from contrast3d.data.rgbd import frame_to_cloud, voxel_downsample_index
 from contrast3d.data.views import make_view_pair
-from contrast3d.errors import DataError
+from contrast3d.errors import DataError, read_or_skip
 from contrast3d.io.frames import FrameSequence, open_frame_folder
 from contrast3d.structures import PointCloud, ViewPair
 
@@ -191,15 +191,7 @@ class FramePairDataset(Dataset):
         self.skipped: list[DataError] = []
         self.items: list[tuple[Path, str, str, float]] = []
         self.scenes: dict[Path, dict] = {}
-        for d in map(Path, scene_dirs):
-            try:
-                info, pairs = read_scene(d)
-            except DataError as err:
-                if on_error == "raise":
-                    raise
-                warnings.warn(f"skipping scene: {err}")
-                self.skipped.append(err)
-                continue
+        for d, (info, pairs) in read_or_skip(map(Path, scene_dirs), read_scene, on_error, self.skipped):
             self.scenes[d] = info
             self.items += [(d, a, b, ov) for a, b, ov in pairs if min_overlap is None or ov >= min_overlap]
 

@@ -7,7 +7,6 @@ folder of such folders (searched two levels deep, so ``<root>/pointcept/<scene>/
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from contrast3d.data.views import make_view_pair
-from contrast3d.errors import DataError
+from contrast3d.errors import DataError, read_or_skip
 from contrast3d.io.pointcept import read_pointcept_scene
 from contrast3d.structures import PointCloud, ViewPair
 
@@ -52,15 +51,8 @@ class SceneDataset(Dataset):
         self.skipped: list[DataError] = []
         self.scene_dirs: list[Path] = []
         self._cache: dict[int, PointCloud] = {}
-        for d in map(Path, scene_dirs):
-            try:
-                cloud = read_pointcept_scene(d)
-            except DataError as err:
-                if on_error == "raise":
-                    raise
-                warnings.warn(f"skipping scene: {err}")
-                self.skipped.append(err)
-                continue
+        scene_dirs = [Path(d) for d in scene_dirs]
+        for d, cloud in read_or_skip(scene_dirs, read_pointcept_scene, on_error, self.skipped):
             if keep_raw:
                 self._cache[len(self.scene_dirs)] = cloud
             self.scene_dirs.append(d)
