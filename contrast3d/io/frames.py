@@ -126,6 +126,14 @@ def _read_matrix_txt(path: Path, what: str) -> np.ndarray:
         raise DataError(path, f"unparsable {what} file ({exc})") from None
 
 
+def _depth_frame_ids(depth_dir: Path) -> list[str]:
+    """Frame ids (file stems) of ``depth_dir/*.png`` in numeric order; DataError if there are none."""
+    files = sorted(depth_dir.glob("*.png"), key=_numeric_stem)
+    if not files:
+        raise DataError(depth_dir, "no depth frames (*.png)")
+    return [p.stem for p in files]
+
+
 def read_pose_txt(path: str | Path) -> np.ndarray:
     """A whitespace-separated 4x4 camera-to-world matrix file -> ``(4, 4)`` float64 (checked)."""
     path = Path(path)
@@ -246,10 +254,7 @@ class ScanNetFrames(FrameSequence):
         self.intrinsics = read_intrinsics_txt(self.root / "intrinsic" / "intrinsic_depth.txt")
         color_k = self.root / "intrinsic" / "intrinsic_color.txt"
         self.color_intrinsics = read_intrinsics_txt(color_k) if color_k.is_file() else None
-        files = sorted((self.root / "depth").glob("*.png"), key=_numeric_stem)
-        if not files:
-            raise DataError(self.root / "depth", "no depth frames (*.png)")
-        self.ids = [p.stem for p in files]
+        self.ids = _depth_frame_ids(self.root / "depth")
 
     def read(self, frame_id: str) -> RGBDFrame:
         dpath = self.root / "depth" / f"{frame_id}.png"
@@ -322,10 +327,7 @@ class LogTrajectoryFrames(FrameSequence):
         else:
             self.intrinsics, self.size = PRIMESENSE_DEFAULT.copy(), (480, 640)
         self.color_dir = next((self.root / d for d in ("image", "color", "rgb") if (self.root / d).is_dir()), None)
-        files = sorted((self.root / "depth").glob("*.png"), key=_numeric_stem)
-        if not files:
-            raise DataError(self.root / "depth", "no depth frames (*.png)")
-        self.ids = [p.stem for p in files]
+        self.ids = _depth_frame_ids(self.root / "depth")
 
     def read(self, frame_id: str) -> RGBDFrame:
         dpath = self.root / "depth" / f"{frame_id}.png"
