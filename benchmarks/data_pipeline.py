@@ -33,11 +33,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from contrast3d.data.frame_dataset import frame_features
-from contrast3d.data.pairs import mine_pairs
-from contrast3d.data.rgbd import frame_to_cloud, voxel_downsample_index
-from contrast3d.data.segmentation import segment_points
-from contrast3d.io.frames import RGBDFrame
+from contrast3d.data.frame_dataset import frame_features  # noqa: E402
+from contrast3d.data.pairs import mine_pairs  # noqa: E402
+from contrast3d.data.rgbd import frame_to_cloud, voxel_downsample_index  # noqa: E402
+from contrast3d.data.segmentation import segment_points  # noqa: E402
+from contrast3d.io.frames import RGBDFrame  # noqa: E402
 
 
 def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
@@ -136,7 +136,8 @@ def main() -> None:
     coarse = [c.coord[voxel_downsample_index(c.coord, 0.05)] for c in clouds]
     secs, pairs = timed(lambda: mine_pairs(coarse, 0.05, 1.5, 0.3), args.repeats)
     n = len(coarse)
-    facts["pair_mining"] = {"frames": n, "seconds": round(secs, 4), "candidate_pairs_per_s": round(n * (n - 1) / 2 / secs),
+    facts["pair_mining"] = {"frames": n, "seconds": round(secs, 4),
+                            "candidate_pairs_per_s": round(n * (n - 1) / 2 / secs),
                             "kept_pairs": len(pairs), "median_points": int(np.median([len(c) for c in coarse]))}
 
     if points is None:  # fallback: the box room frames fused

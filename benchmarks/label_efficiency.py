@@ -27,11 +27,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from contrast3d.config import PRESET_DIR, load_train_config  # noqa: E402
+
 from contrast3d.data.prepare import run_prepare  # noqa: E402
-from contrast3d.engine.run import pretrain  # noqa: E402
-from contrast3d.evaluation.finetune import finetune_semseg, preset_file  # noqa: E402
-from contrast3d.methods import METHODS  # noqa: E402
+from contrast3d.engine.run import train  # noqa: E402
+from contrast3d.evaluation.finetune import finetune_semseg  # noqa: E402
+from contrast3d.methods import METHODS, method_config  # noqa: E402
 from contrast3d.simulate.batch import simulate_scenes  # noqa: E402
 
 
@@ -62,7 +62,7 @@ def finetune_job(job: tuple) -> dict:
         torch.set_num_threads(1)
         overrides = ["loader.num_workers=0"]
     out = Path(out)
-    res = finetune_semseg(scenes, init, out, budget, config_files=[preset_file("semseg_cpu_small")],
+    res = finetune_semseg(scenes, init, out, budget, config_files=["semseg_cpu_small"],
                           overrides=overrides, steps=steps, seed=seed, device="cpu", progress=False, eval_every=0,
                           resume=(out / "checkpoints" / "last.pt").is_file())
     print(f"{budget:8s} seed {seed} {init_name:14s} mIoU {100 * res['mIoU']:.2f}", file=sys.stderr, flush=True)
@@ -101,12 +101,12 @@ def main() -> None:
                         "min_overlap": 0.3, "segments": False}, workers=2, quiet=True)
 
     spec = METHODS["pointcontrast"]
-    cfg = load_train_config("pointcontrast", spec, files=[PRESET_DIR / "pretrain" / "pointcontrast_cpu_small.yaml"],
+    cfg = method_config("pointcontrast", files=["pointcontrast_cpu_small"],
                             flags={"data_root": str(pairs), "steps": args.pretrain_steps, "device": "cpu",
                                    "progress": False},
                             overrides=[f"checkpoint_every={max(args.pretrain_steps // 4, 1)}"])
     pre_dir = work / "pretrain"
-    backbone = Path(pretrain(cfg, spec, pre_dir, resume=(pre_dir / "checkpoints" / "last.pt").is_file()).backbone_path)
+    backbone = Path(train(cfg, spec, pre_dir, resume=(pre_dir / "checkpoints" / "last.pt").is_file()).backbone_path)
     t_pre = time.perf_counter()
 
     jobs = [(budget, seed, init_name, init, str(scenes), str(work / "finetune" / f"{budget}_{init_name}_s{seed}"),

@@ -21,8 +21,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from contrast3d.data.pairs import mine_pairs, mine_pairs_reference
-from contrast3d.data.rgbd import frame_to_cloud, voxel_downsample_index
+from contrast3d.data.pairs import mine_pairs, mine_pairs_reference  # noqa: E402
+from contrast3d.data.rgbd import frame_to_cloud, voxel_downsample_index  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "7scenes_chess_60frames"
 
@@ -123,7 +123,8 @@ def main() -> None:
     import os
 
     import numba
-    result: dict = {"threads": numba.get_num_threads(), "loadavg_1min": os.getloadavg()[0], "voxel_size": 0.05, "radius": 0.075, "min_overlap": 0.3}
+    result: dict = {"threads": numba.get_num_threads(), "loadavg_1min": os.getloadavg()[0], "voxel_size": 0.05,
+                    "radius": 0.075, "min_overlap": 0.3}
     synth = synthetic_room_frames(100)
     result["synthetic"] = _case(synth, args.repeats)
     result["synthetic"]["reference"] = _reference(synth, args.ref_subset)

@@ -49,7 +49,8 @@ def room_cloud(n: int = 100_000, seed: int = 0) -> np.ndarray:
     box = part == 5  # a 1 m cube: pick a face per point
     face = rng.integers(0, 5, box.sum())
     q = np.c_[u[box], np.where(face % 2 == 0, 0.0, 1.0)]
-    q = np.where((face // 2 == 0)[:, None], q[:, [0, 1, 2]], np.where((face // 2 == 1)[:, None], q[:, [2, 0, 1]], q[:, [0, 2, 1]]))
+    q = np.where((face // 2 == 0)[:, None], q[:, [0, 1, 2]],
+                 np.where((face // 2 == 1)[:, None], q[:, [2, 0, 1]], q[:, [0, 2, 1]]))
     p[box] = q + (4.0, 3.0, 0.0)
     d = rng.standard_normal(((part >= 6).sum(), 3))
     p[part >= 6] = 0.5 * d / np.linalg.norm(d, axis=1, keepdims=True) + (2.0, 3.5, 1.0)     # sphere

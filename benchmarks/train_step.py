@@ -36,10 +36,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from contrast3d.config import LoaderConfig  # noqa: E402
 from contrast3d.data.pairs import find_matches  # noqa: E402
 from contrast3d.data.views import augment_view  # noqa: E402
 from contrast3d.engine.data import build_loader  # noqa: E402
-from contrast3d.config import LoaderConfig  # noqa: E402
 from contrast3d.losses import point_info_nce  # noqa: E402
 from contrast3d.methods.common import BackboneConfig, PairDataConfig, build_pair_dataset, pair_collate  # noqa: E402
 from contrast3d.methods.pointcontrast import PointContrast, PointContrastConfig  # noqa: E402
@@ -173,7 +173,8 @@ def main() -> None:
     parser.add_argument("--grid", type=float, default=0.05)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--max-points", type=int, default=20000)
-    parser.add_argument("--matches", type=int, default=2048, help="matches sampled (CPU-small preset: 2048; paper: 4096)")
+    parser.add_argument("--matches", type=int, default=2048,
+                        help="matches sampled (CPU-small preset: 2048; paper: 4096)")
     parser.add_argument("--loader-batches", type=int, default=12)
     parser.add_argument("--rss-voxels", type=int, default=50000, help="0 skips the SpUNet-34 RSS measurement")
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)

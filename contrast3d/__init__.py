@@ -7,10 +7,19 @@ Data flows one way: files (:mod:`contrast3d.io`) -> scene records
 (:mod:`contrast3d.engine`) -> evaluation (:mod:`contrast3d.evaluation`).
 """
 from contrast3d.errors import DataError
-from contrast3d.structures import (PairBatch, PointBatch, PointCloud, ViewPair, collate_pairs,
-                                   collate_points)
+from contrast3d.structures import (
+    MultiView,
+    PairBatch,
+    PointBatch,
+    PointCloud,
+    ViewBatch,
+    collate_pairs,
+    collate_points,
+    collate_views,
+    view_pair,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["DataError", "PointCloud", "PointBatch", "ViewPair", "PairBatch", "collate_points",
-           "collate_pairs", "__version__"]
+__all__ = ["DataError", "PointCloud", "PointBatch", "MultiView", "ViewBatch", "PairBatch", "view_pair",
+           "collate_points", "collate_views", "collate_pairs", "__version__"]

@@ -21,8 +21,8 @@ from contrast3d.commands import viz as viz_command
 from contrast3d.errors import DataError
 
 #: The sub-command modules, in the order ``--help`` lists them.
-COMMAND_MODULES = [quickstart_command, info_command, convert_command, simulate_command, prepare_command, pretrain_command,
-                   finetune_command, probe_command, viz_command]
+COMMAND_MODULES = [quickstart_command, info_command, convert_command, simulate_command, prepare_command,
+                   pretrain_command, finetune_command, probe_command, viz_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,12 +5,9 @@ checks every value against the field's type annotation; a key that is not a fiel
 with a message naming the key, listing the valid ones and suggesting the closest (difflib).
 :func:`to_dict` / :func:`dump_yaml` write it back.
 
-The pre-training run configuration is :class:`TrainConfig`; its ``data``, ``model`` and
-``method`` sections are typed by the chosen method's :class:`~contrast3d.methods.base.MethodSpec`
-(see :func:`train_sections`). Layers, later wins::
-
-    dataclass defaults < configs/pretrain/base.yaml < configs/pretrain/<method>.yaml
-                       < --config FILE < command-line flags < --set key=value
+This module is the generic machinery only and imports nothing of the engine; the run
+configuration of the engine (``TrainConfig`` and its layered loading) is
+:mod:`contrast3d.engine.config`.
 """
 from __future__ import annotations
 
@@ -18,14 +15,13 @@ import dataclasses
 import difflib
 import types
 import typing
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal, Union
+from typing import Any, Literal, Union
 
 import yaml
 
-from contrast3d.engine.data import LoaderConfig
-from contrast3d.engine.optim import OptimConfig, ScheduleConfig
 from contrast3d.errors import DataError
 
 #: Folder of the YAML presets shipped inside the package.
@@ -42,47 +38,6 @@ class ConfigError(DataError):
 @dataclass
 class EmptyConfig:
     """A section with no settings (for methods without model or data options)."""
-
-
-@dataclass
-class TrainConfig:
-    """One pre-training run: engine settings plus the method's ``data``/``model``/``method`` sections.
-
-    Attributes:
-        method_name: key of the method in :data:`contrast3d.methods.METHODS`.
-        data_root: dataset folder (``--data``).
-        steps: optimizer steps in total (``--steps``).
-        seed: seeds model init, sampling order, augmentation and the per-rank RNGs.
-        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
-        amp: mixed precision (autocast + GradScaler); only ever used on CUDA.
-        deterministic: ``torch.use_deterministic_algorithms`` (slower, bit-reproducible on CPU).
-        log_every: steps between metric log lines (TensorBoard + ``metrics.jsonl``).
-        checkpoint_every: steps between checkpoints (``checkpoints/last.pt``); 0 = only at the end.
-        keep_every: also keep ``checkpoints/step_XXXXXXXX.pt`` every N steps (0 = never).
-        progress: show a progress bar on rank 0.
-        find_unused_parameters: passed to DDP (methods whose forward skips some parameters).
-        sync_bn: convert BatchNorm to SyncBatchNorm under multi-GPU DDP (never on CPU).
-    """
-
-    method_name: str = ""
-    data_root: str = ""
-    steps: int = 1000
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = True
-    deterministic: bool = False
-    log_every: int = 10
-    checkpoint_every: int = 500
-    keep_every: int = 0
-    progress: bool = True
-    find_unused_parameters: bool = False
-    sync_bn: bool = False
-    loader: LoaderConfig = field(default_factory=LoaderConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    data: Any = field(default_factory=EmptyConfig)
-    model: Any = field(default_factory=EmptyConfig)
-    method: Any = field(default_factory=EmptyConfig)
 
 
 # ----------------------------------------------------------------------------- dict <-> dataclass
@@ -110,7 +65,7 @@ def _convert(value: Any, tp: Any, path: str, source: str, sections: dict[str, ty
             hint = _suggest(str(value), [str(a) for a in args])
             raise ConfigError(source, f"{path}: {value!r} is not one of {list(args)}{hint}")
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             value = to_dict(value)
         if not isinstance(value, dict):
@@ -208,10 +163,16 @@ def to_dict(obj: Any) -> Any:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML file as a mapping (empty file -> ``{}``); :class:`ConfigError` naming the file otherwise."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ConfigError(path, "config is not a regular file")
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(path, "config file not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, "config is not a UTF-8 text file") from None
+    except OSError as err:
+        raise ConfigError(path, f"cannot read config ({err.strerror or err})") from None
     except yaml.YAMLError as err:
         raise ConfigError(path, f"invalid YAML: {err}".replace("\n", " ")) from None
     if data is None:
@@ -250,7 +211,7 @@ def parse_override(text: str) -> dict[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    out: dict[str, Any] = value
+    out: Any = value  # the leaf value, then a nested {part: ...} mapping
     for part in reversed(key.split(".")):
         out = {part: out}
     return out
@@ -266,37 +227,31 @@ def apply_overrides(cls: type, data: dict[str, Any], overrides: Iterable[str],
     return data
 
 
-# ----------------------------------------------------------------------------- pre-training config
-def train_sections(spec: Any) -> dict[str, type]:
-    """The ``data``/``model``/``method`` section classes of a method spec."""
-    return {"data": spec.data_config_cls, "model": spec.model_config_cls, "method": spec.config_cls}
+def preset_file(name_or_path: str | Path, kind: str) -> Path:
+    """An existing YAML file, or the shipped preset ``configs/<kind>/<name>.yaml`` (``kind``:
+    ``pretrain`` or ``finetune``); :class:`ConfigError` listing the shipped presets otherwise."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.exists():
+        raise ConfigError(path, "config is not a regular file")
+    folder = PRESET_DIR / kind
+    preset = folder / f"{path.stem if path.suffix in ('.yaml', '.yml') else path.name}.yaml"
+    if preset.is_file() and path.parent == Path("."):
+        return preset
+    known = ", ".join(preset_names(kind))
+    raise ConfigError(path, f"config file not found (shipped {kind} presets: {known})")
 
 
-def load_train_config(method_name: str, spec: Any, *, files: Iterable[str | Path] = (),
-                      flags: dict[str, Any] | None = None, overrides: Iterable[str] = (),
-                      presets: bool = True) -> TrainConfig:
-    """Resolve a :class:`TrainConfig` from presets, files, flags and ``--set`` overrides.
+def preset_names(kind: str) -> list[str]:
+    """Names of the shipped presets of ``kind`` (``pretrain`` or ``finetune``)."""
+    return sorted(p.stem for p in (PRESET_DIR / kind).glob("*.yaml") if p.stem != "base")
 
-    Args:
-        method_name: the METHODS key (also stored as ``method_name``).
-        spec: the method's :class:`~contrast3d.methods.base.MethodSpec`.
-        files: YAML files applied in order (``--config``, or a resumed run's ``config.yaml``).
-        flags: values from dedicated command-line flags (``{"steps": 10, "data_root": ...}``).
-        overrides: ``key=value`` strings.
-        presets: start from ``configs/pretrain/base.yaml`` and ``configs/pretrain/<method>.yaml``.
-    """
-    sections = train_sections(spec)
-    layers: list[tuple[str, dict[str, Any]]] = []
-    if presets:
-        for name in ("base", method_name):
-            preset = PRESET_DIR / "pretrain" / f"{name}.yaml"
-            if preset.is_file():
-                layers.append((str(preset), load_yaml(preset)))
-    layers += [(str(f), load_yaml(f)) for f in files]
-    layers.append(("command line", {"method_name": method_name, **(flags or {})}))
-    data: dict[str, Any] = {}
-    for source, layer in layers:
-        from_dict(TrainConfig, layer, source=source, sections=sections)  # name the bad layer
-        data = merge(data, layer)
-    data = apply_overrides(TrainConfig, data, overrides, sections)
-    return from_dict(TrainConfig, data, source="resolved config", sections=sections)
+
+def config_digest(obj: Any) -> str:
+    """sha256 (16 hex digits) of a config's canonical JSON (sorted keys): equal configs, equal digests."""
+    import hashlib
+    import json
+
+    text = json.dumps(to_dict(obj), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -36,6 +36,6 @@ def read_or_skip(sources, read, on_error: str, skipped: list) -> list:
         except DataError as err:
             if on_error == "raise":
                 raise
-            warnings.warn(f"skipping scene: {err}")
+            warnings.warn(f"skipping scene: {err}", stacklevel=2)
             skipped.append(err)
     return good

@@ -20,8 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from contrast3d.config import PRESET_DIR
-
 
 @dataclass
 class QuickstartConfig:
@@ -55,25 +53,26 @@ def _say(message: str) -> None:
 
 
 def _pretrain(pairs: Path, out: Path, cfg: QuickstartConfig) -> Path:
-    from contrast3d.config import load_train_config
-    from contrast3d.engine.run import pretrain
-    from contrast3d.methods import METHODS
+    from contrast3d.engine.run import train
+    from contrast3d.methods import METHODS, method_config
 
     spec = METHODS["pointcontrast"]
-    train_cfg = load_train_config(
-        "pointcontrast", spec, files=[PRESET_DIR / "pretrain" / "pointcontrast_cpu_small.yaml"],
+    train_cfg = method_config(
+        "pointcontrast", files=["pointcontrast_cpu_small"],
         flags={"data_root": str(pairs), "steps": cfg.pretrain_steps, "device": "cpu", "progress": False,
                "seed": cfg.seed},
         overrides=[f"loader.num_workers={cfg.workers}", f"checkpoint_every={max(cfg.pretrain_steps, 1)}",
                    f"log_every={max(1, min(10, cfg.pretrain_steps // 5))}"])
-    result = pretrain(train_cfg, spec, out)
+    result = train(train_cfg, spec, out)
+    if result.backbone_path is None:  # train() exports the backbone when it reaches cfg.steps
+        raise RuntimeError(f"pre-training in {out} finished without exporting a backbone")
     return Path(result.backbone_path)
 
 
 def _finetune(scenes: Path, init: str, out: Path, cfg: QuickstartConfig) -> dict[str, Any]:
-    from contrast3d.evaluation.finetune import finetune_semseg, preset_file
+    from contrast3d.evaluation.finetune import finetune_semseg
 
-    return finetune_semseg(scenes, init, out, cfg.labels, config_files=[preset_file("semseg_cpu_small")],
+    return finetune_semseg(scenes, init, out, cfg.labels, config_files=["semseg_cpu_small"],
                            overrides=[f"loader.num_workers={cfg.workers}"], steps=cfg.finetune_steps,
                            seed=cfg.seed, device="cpu", progress=False)
 
@@ -81,8 +80,8 @@ def _finetune(scenes: Path, init: str, out: Path, cfg: QuickstartConfig) -> dict
 def _visuals(run: Path, scenes: Path, backbone: Path) -> list[str]:
     """Loss curves of both stages and a similarity map of a validation scene (PNG paths)."""
     from contrast3d.data.scene_dataset import find_scene_dirs
-    from contrast3d.viz import plot_curves, similarity_map
     from contrast3d.io import read_pointcept_scene
+    from contrast3d.viz import plot_curves, similarity_map
     from contrast3d.viz.backbone_io import load_backbone, scene_features
 
     written = []
@@ -142,7 +141,8 @@ def run_quickstart(out: str | Path, cfg: QuickstartConfig = QuickstartConfig()) 
         _say(f"[4/5] fine-tuning semantic segmentation from {name} with labels={cfg.labels} "
              f"for {cfg.finetune_steps} steps")
         t0 = time.perf_counter()
-        res = _finetune(data / "pointcept", init, run / f"finetune_{'scratch' if name == 'scratch' else 'pretrained'}", cfg)
+        stage = "finetune_scratch" if name == "scratch" else "finetune_pretrained"
+        res = _finetune(data / "pointcept", init, run / stage, cfg)
         rows.append({"init": name, "labels": cfg.labels, "mIoU": res["mIoU"], "mAcc": res["mAcc"],
                      "allAcc": res["allAcc"], "minutes": (time.perf_counter() - t0) / 60})
 

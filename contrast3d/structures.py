@@ -1,6 +1,6 @@
 """Core data model: one scene (:class:`PointCloud`), a batch of scenes (:class:`PointBatch`),
-two views of one scene with explicit matches (:class:`ViewPair`) and their batch
-(:class:`PairBatch`).
+K >= 1 views of one sample with explicit matches per pair of views and an optional image
+(:class:`MultiView`) and their batch (:class:`ViewBatch`; ``PairBatch`` is its K = 2 name).
 
 Conventions (SPEC §3):
 
@@ -13,11 +13,15 @@ Conventions (SPEC §3):
   pose, the voxel inverse map of the original points, ...) goes into ``meta``.
 * A batch concatenates scenes along the point axis and carries Pointcept-style ``offset``
   (cumulative point counts, shape ``(B,)``) plus the per-point ``batch`` index.
+* Per-point *id* arrays (:data:`ID_KEYS`: ``instance``, ``superpoint``, ``region``) are made
+  unique across the samples of a batch by collation (``-1`` stays ``-1``); all views of one sample
+  get the same shift, so an id names the same segment in every view.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +32,8 @@ from contrast3d.errors import DataError
 POINT_FIELDS = ("color", "normal", "segment", "instance", "superpoint", "grid_coord")
 _FLOAT3 = ("coord", "color", "normal")
 _LABELS = ("segment", "instance", "superpoint")
+#: Per-point id arrays shifted per sample by collation so ids are unique within a batch.
+ID_KEYS = ("instance", "superpoint", "region")
 
 
 @dataclass
@@ -88,25 +94,25 @@ class PointCloud:
         else:
             self.extra[key] = value
 
-    def select(self, index: np.ndarray) -> "PointCloud":
+    def select(self, index: np.ndarray) -> PointCloud:
         """A new cloud with the points picked by ``index`` (int indices or a bool mask).
 
         ``meta`` is shallow-copied; per-point arrays are indexed.
         """
         index = np.asarray(index)
-        picked = {key: getattr(self, key)[index] if getattr(self, key) is not None else None
+        picked: dict[str, Any] = {key: getattr(self, key)[index] if getattr(self, key) is not None else None
                   for key in ("coord",) + POINT_FIELDS}
         return PointCloud(**picked, extra={k: v[index] for k, v in self.extra.items()},
                           meta=dict(self.meta))
 
-    def copy(self) -> "PointCloud":
+    def copy(self) -> PointCloud:
         """A deep copy of the arrays (meta shallow-copied)."""
-        arrays = {key: (None if getattr(self, key) is None else getattr(self, key).copy())
+        arrays: dict[str, Any] = {key: (None if getattr(self, key) is None else getattr(self, key).copy())
                   for key in ("coord",) + POINT_FIELDS}
         return PointCloud(**arrays, extra={k: v.copy() for k, v in self.extra.items()},
                           meta=dict(self.meta))
 
-    def validate(self, source: str | None = None, allow_empty: bool = False) -> "PointCloud":
+    def validate(self, source: str | None = None, allow_empty: bool = False) -> PointCloud:
         """Check shapes, dtypes and finiteness; normalise dtypes in place; return ``self``.
 
         Raises :class:`DataError` naming ``source`` (default ``meta['path']`` or the name) for:
@@ -136,7 +142,8 @@ class PointCloud:
             if key in ("color", "normal") and (value.ndim != 2 or value.shape[1] != 3):
                 raise DataError(src, f"'{key}' must have shape (N, 3), got {value.shape}")
             if key == "color":
-                value = value.astype(np.float32) / 255.0 if value.dtype == np.uint8 else value.astype(np.float32, copy=False)
+                value = (value.astype(np.float32) / 255.0 if value.dtype == np.uint8
+                         else value.astype(np.float32, copy=False))
             elif key == "normal":
                 value = value.astype(np.float32, copy=False)
                 if not np.isfinite(value).all():
@@ -195,9 +202,9 @@ class PointBatch:
     def batch_size(self) -> int:
         return int(self.offset.shape[0])
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "PointBatch":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> PointBatch:
         """A copy with every tensor moved to ``device``."""
-        moved = {}
+        moved: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, torch.Tensor):
@@ -214,59 +221,129 @@ class PointBatch:
 
 
 @dataclass
-class ViewPair:
-    """Two views of one scene and their point correspondences.
+class MultiView:
+    """K >= 1 views of one sample (two scans of a scene, two augmentations, a sequence's frames,
+    one RGB-D frame with its image) and how they correspond.
 
     Attributes:
-        view1, view2: the two views (each already augmented / voxelised or not).
-        matches: ``(M, 2)`` int64; row ``(i, j)`` says point ``i`` of ``view1`` and point ``j``
-            of ``view2`` are the same surface point.
-        meta: scene-level information (scene name, frame ids, overlap ...).
+        views: the K views (each augmented / voxelised or not).
+        pair_matches: ``{(i, j): (M, 2) int64}`` for view pairs ``i < j``; row ``(a, b)`` says point
+            ``a`` of view ``i`` and point ``b`` of view ``j`` are the same surface point.
+        image: optional ``(3, H, W)`` float32 image in [0, 1] belonging to view 0.
+        pixels: ``(P, 3)`` int64 rows ``(point of view 0, row, col)`` of the points seen in ``image``.
+        meta: sample-level information (scene name, frame ids, overlap ...).
     """
 
-    view1: PointCloud
-    view2: PointCloud
-    matches: np.ndarray
+    views: list[PointCloud]
+    pair_matches: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+    image: np.ndarray | None = None
+    pixels: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def validate(self, source: str | None = None) -> "ViewPair":
-        src = source or self.meta.get("name") or "<view pair>"
-        m = np.asarray(self.matches)
-        if m.ndim != 2 or m.shape[1] != 2:
-            raise DataError(src, f"matches must have shape (M, 2), got {m.shape}")
-        m = m.astype(np.int64, copy=False)
-        if m.size and (m.min() < 0 or m[:, 0].max() >= len(self.view1) or m[:, 1].max() >= len(self.view2)):
-            raise DataError(src, "match index out of range of its view")
-        self.matches = m
+    @property
+    def view1(self) -> PointCloud:
+        return self.views[0]
+
+    @property
+    def view2(self) -> PointCloud:
+        return self.views[1]
+
+    @property
+    def matches(self) -> np.ndarray:
+        """The ``(M, 2)`` matches of views 0 and 1."""
+        return self.pair_matches[(0, 1)]
+
+    def validate(self, source: str | None = None) -> MultiView:
+        """Check match and pixel index shapes and ranges; return ``self`` (int64 indices)."""
+        src = source or self.meta.get("name") or "<views>"
+        if not self.views:
+            raise DataError(src, "a sample needs at least one view")
+        for (i, j), m in list(self.pair_matches.items()):
+            if not (0 <= i < j < len(self.views)):
+                raise DataError(src, f"match key {(i, j)} is not a pair i < j of the {len(self.views)} views")
+            m = np.asarray(m)
+            if m.ndim != 2 or m.shape[1] != 2:
+                raise DataError(src, f"matches {(i, j)} must have shape (M, 2), got {m.shape}")
+            m = m.astype(np.int64, copy=False)
+            if m.size and (m.min() < 0 or m[:, 0].max() >= len(self.views[i]) or m[:, 1].max() >= len(self.views[j])):
+                raise DataError(src, f"match index out of range of its view {(i, j)}")
+            self.pair_matches[(i, j)] = m
+        if self.image is not None:
+            img = np.asarray(self.image)
+            if img.ndim != 3 or img.shape[0] != 3:
+                raise DataError(src, f"image must have shape (3, H, W), got {img.shape}")
+            px = np.zeros((0, 3), np.int64) if self.pixels is None else np.asarray(self.pixels, np.int64)
+            if px.ndim != 2 or px.shape[1] != 3:
+                raise DataError(src, f"pixels must have shape (P, 3), got {px.shape}")
+            if px.size and (px.min() < 0 or px[:, 0].max() >= len(self.views[0]) or px[:, 1].max() >= img.shape[1]
+                            or px[:, 2].max() >= img.shape[2]):
+                raise DataError(src, "pixel index out of range of view 0 or the image")
+            self.image, self.pixels = img.astype(np.float32, copy=False), px
         return self
 
 
+def view_pair(view1: PointCloud, view2: PointCloud, matches: np.ndarray,
+              meta: dict[str, Any] | None = None) -> MultiView:
+    """The K = 2 :class:`MultiView`: two views and their ``(M, 2)`` matches."""
+    return MultiView([view1, view2], {(0, 1): matches}, meta=dict(meta or {}))
+
+
 @dataclass
-class PairBatch:
-    """A batch of :class:`ViewPair` s: two :class:`PointBatch` es with global match indices.
+class ViewBatch:
+    """A batch of :class:`MultiView` s: one :class:`PointBatch` per view index, global match indices.
 
     Attributes:
-        view1, view2: the batched first and second views (same scene order).
-        matches: ``(M, 2)`` int64 indices into the *concatenated* points of ``view1`` and
-            ``view2``.
-        match_offset: ``(B,)`` int64 cumulative match counts per scene.
-        meta: one dict per pair.
+        views: ``K`` batched views (same sample order in each).
+        pair_matches: ``{(i, j): (M, 2) int64}`` indices into the *concatenated* points of views
+            ``i`` and ``j``.
+        pair_match_offset: ``{(i, j): (B,) int64}`` cumulative match counts per sample.
+        images: ``(B, 3, H, W)`` float32 images of view 0 (``None`` without images).
+        pixel_point: ``(P,)`` int64 point of ``views[0]`` seen by a pixel.
+        pixel_index: ``(P, 3)`` int64 ``(image, row, col)`` of that pixel.
+        meta: one dict per sample.
     """
 
-    view1: PointBatch
-    view2: PointBatch
-    matches: torch.Tensor
-    match_offset: torch.Tensor
+    views: list[PointBatch]
+    pair_matches: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
+    pair_match_offset: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
+    images: torch.Tensor | None = None
+    pixel_point: torch.Tensor | None = None
+    pixel_index: torch.Tensor | None = None
     meta: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def batch_size(self) -> int:
-        return self.view1.batch_size
+        return self.views[0].batch_size
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "PairBatch":
-        return replace(self, view1=self.view1.to(device, non_blocking), view2=self.view2.to(device, non_blocking),
-                       matches=self.matches.to(device, non_blocking=non_blocking),
-                       match_offset=self.match_offset.to(device, non_blocking=non_blocking))
+    @property
+    def view1(self) -> PointBatch:
+        return self.views[0]
+
+    @property
+    def view2(self) -> PointBatch:
+        return self.views[1]
+
+    @property
+    def matches(self) -> torch.Tensor:
+        return self.pair_matches[(0, 1)]
+
+    @property
+    def match_offset(self) -> torch.Tensor:
+        return self.pair_match_offset[(0, 1)]
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> ViewBatch:
+        def mv(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=non_blocking)
+
+        return replace(self, views=[v.to(device, non_blocking) for v in self.views],
+                       pair_matches={k: v.to(device, non_blocking=non_blocking) for k, v in self.pair_matches.items()},
+                       pair_match_offset={k: v.to(device, non_blocking=non_blocking)
+                                          for k, v in self.pair_match_offset.items()},
+                       images=mv(self.images), pixel_point=mv(self.pixel_point), pixel_index=mv(self.pixel_index))
+
+
+#: The K = 2 case of :class:`ViewBatch` (PointContrast-style pairs).
+PairBatch = ViewBatch
 
 
 def offset_to_batch(offset: torch.Tensor) -> torch.Tensor:
@@ -284,10 +361,14 @@ def batch_to_offset(batch: torch.Tensor, batch_size: int | None = None) -> torch
 def build_feat(cloud: PointCloud, feat_keys: Sequence[str]) -> np.ndarray:
     """Concatenate the per-point arrays named in ``feat_keys`` into an ``(N, C)`` float32 array.
 
-    Raises :class:`DataError` if a key is missing.
+    ``"ones"`` is a constant 1 per point (geometry-only input). Raises :class:`DataError` if a key
+    is missing.
     """
     parts = []
     for key in feat_keys:
+        if key == "ones":  # geometry only: a constant input feature
+            parts.append(np.ones((len(cloud), 1), np.float32))
+            continue
         value = cloud.get(key)
         if value is None:
             raise DataError(cloud.meta.get("path") or cloud.name or "<point cloud>",
@@ -299,63 +380,112 @@ def build_feat(cloud: PointCloud, feat_keys: Sequence[str]) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def collate_points(clouds: Sequence[PointCloud], feat_keys: Sequence[str] = ("color", "normal")) -> PointBatch:
+def id_offsets(samples: Sequence[Sequence[PointCloud]], keys: Sequence[str] = ID_KEYS) -> dict[str, np.ndarray]:
+    """Per-sample shifts ``{key: (B,) int64}`` making id arrays unique across a batch.
+
+    ``samples[b]`` are the views of sample ``b``; the shift of sample ``b`` is the sum over earlier
+    samples of ``1 + max id`` over all their views, so every view of one sample shifts alike.
+    """
+    out = {}
+    for key in keys:
+        tops = []
+        for views in samples:
+            values = [c.get(key) for c in views]
+            tops.append(max((int(v.max()) + 1 for v in values if v is not None and len(v)), default=0))
+        out[key] = np.concatenate([[0], np.cumsum(tops)[:-1]]).astype(np.int64)
+    return out
+
+
+def _shift_ids(values: list[np.ndarray], shifts: np.ndarray) -> np.ndarray:
+    parts = [np.where(v >= 0, v.astype(np.int64) + s, -1) for v, s in zip(values, shifts)]
+    return np.concatenate(parts, axis=0)
+
+
+def collate_points(clouds: Sequence[PointCloud], feat_keys: Sequence[str] = ("color", "normal"),
+                   shifts: dict[str, np.ndarray] | None = None) -> PointBatch:
     """Concatenate voxelised clouds (``grid_coord`` set) into a :class:`PointBatch`.
 
     ``feat`` is built from ``feat_keys``; labels are carried when every cloud has them; per-point
-    ``extra`` arrays present in every cloud are concatenated too.
+    ``extra`` arrays present in every cloud are concatenated too. Id arrays (:data:`ID_KEYS`) are
+    shifted per cloud to be unique in the batch (``shifts`` from :func:`id_offsets`, default: each
+    cloud its own sample). Raises ``ValueError`` for an ``extra`` array that is not per point.
     """
     if not clouds:
         raise ValueError("collate_points needs at least one cloud")
     for c in clouds:
         if c.grid_coord is None:
             raise ValueError(f"cloud '{c.name}' has no grid_coord: voxelise it before collating")
+        for key, value in c.extra.items():
+            if np.ndim(value) == 0 or np.shape(value)[0] != len(c):
+                raise ValueError(f"cloud '{c.name}': extra array '{key}' has shape {np.shape(value)}, not one "
+                                 f"row per point ({len(c)}); put per-scene data into meta")
     counts = np.array([len(c) for c in clouds], dtype=np.int64)
+    shifts = shifts if shifts is not None else id_offsets([[c] for c in clouds])
 
     def cat(key: str, dtype) -> torch.Tensor | None:
-        values = [c.get(key) for c in clouds]
-        if any(v is None for v in values):
+        values = [v for c in clouds if (v := c.get(key)) is not None]
+        if len(values) < len(clouds):
             return None
-        return torch.from_numpy(np.ascontiguousarray(np.concatenate(values, axis=0)).astype(dtype, copy=False))
+        if key in shifts:
+            return torch.from_numpy(_shift_ids(values, shifts[key]))
+        joined: np.ndarray = np.ascontiguousarray(np.concatenate(values, axis=0))
+        return torch.from_numpy(joined if dtype is None else joined.astype(dtype, copy=False))
 
-    extra_keys = set.intersection(*(set(c.extra) for c in clouds))
+    extra_keys = sorted(set.intersection(*(set(c.extra) for c in clouds)))
+    coord, grid_coord = cat("coord", np.float32), cat("grid_coord", np.int64)
+    assert coord is not None and grid_coord is not None  # every cloud has both (checked above)
     return PointBatch(
-        coord=cat("coord", np.float32),
+        coord=coord,
         feat=torch.from_numpy(np.concatenate([build_feat(c, feat_keys) for c in clouds], axis=0)),
-        grid_coord=cat("grid_coord", np.int64),
+        grid_coord=grid_coord,
         offset=torch.from_numpy(np.cumsum(counts)),
         segment=cat("segment", np.int64),
         instance=cat("instance", np.int64),
         superpoint=cat("superpoint", np.int64),
-        extra={k: torch.from_numpy(np.concatenate([c.extra[k] for c in clouds], axis=0)) for k in sorted(extra_keys)},
+        extra={k: t for k in extra_keys if (t := cat(k, None)) is not None},
         meta=[dict(c.meta) for c in clouds],
     )
 
 
-def collate_pairs(pairs: Sequence[ViewPair], feat_keys: Sequence[str] = ("color", "normal")) -> PairBatch:
-    """Batch :class:`ViewPair` s; match indices are shifted to index the concatenated views."""
-    view1 = collate_points([p.view1 for p in pairs], feat_keys)
-    view2 = collate_points([p.view2 for p in pairs], feat_keys)
-    start1 = np.concatenate([[0], view1.offset[:-1].numpy()])
-    start2 = np.concatenate([[0], view2.offset[:-1].numpy()])
-    shifted = [np.asarray(p.matches, np.int64) + np.array([s1, s2], np.int64)
-               for p, s1, s2 in zip(pairs, start1, start2)]
-    counts = np.array([len(m) for m in shifted], np.int64)
-    matches = np.concatenate(shifted, axis=0) if shifted else np.zeros((0, 2), np.int64)
-    return PairBatch(view1=view1, view2=view2, matches=torch.from_numpy(matches.reshape(-1, 2)),
-                     match_offset=torch.from_numpy(np.cumsum(counts)), meta=[dict(p.meta) for p in pairs])
+def collate_views(samples: Sequence[MultiView], feat_keys: Sequence[str] = ("color", "normal")) -> ViewBatch:
+    """Batch :class:`MultiView` s with the same number of views; match indices are shifted to
+    index the concatenated views, id arrays shifted alike in every view of a sample, images
+    stacked (every sample has one, of one size, or none has)."""
+    if not samples:
+        raise ValueError("collate_views needs at least one sample")
+    k = len(samples[0].views)
+    if any(len(s.views) != k for s in samples):
+        raise ValueError("every sample of a batch must have the same number of views")
+    shifts = id_offsets([s.views for s in samples])
+    views = [collate_points([s.views[v] for s in samples], feat_keys, shifts) for v in range(k)]
+    starts = [np.concatenate([[0], v.offset[:-1].numpy()]) for v in views]
+    keys = sorted(set().union(*(s.pair_matches for s in samples)))
+    matches, offsets = {}, {}
+    for key in keys:
+        i, j = key
+        parts = [np.asarray(s.pair_matches.get(key, np.zeros((0, 2), np.int64)), np.int64).reshape(-1, 2)
+                 + np.array([starts[i][b], starts[j][b]], np.int64) for b, s in enumerate(samples)]
+        matches[key] = torch.from_numpy(np.concatenate(parts, axis=0))
+        offsets[key] = torch.from_numpy(np.cumsum([len(p) for p in parts]).astype(np.int64))
+    images = pixel_point = pixel_index = None
+    has_image = [s.image is not None for s in samples]
+    if any(has_image):
+        if not all(has_image):
+            raise ValueError("either every sample of a batch has an image or none has")
+        shapes = {tuple(np.shape(s.image)) for s in samples if s.image is not None}  # (all have one)
+        if len(shapes) != 1:
+            raise ValueError(f"images of one batch must have one size, got {sorted(shapes)}")
+        images = torch.from_numpy(np.stack([np.asarray(s.image, np.float32) for s in samples]))
+        px = [np.zeros((0, 3), np.int64) if s.pixels is None else np.asarray(s.pixels, np.int64) for s in samples]
+        pixel_point = torch.from_numpy(np.concatenate([p[:, 0] + starts[0][b] for b, p in enumerate(px)]))
+        pixel_index = torch.from_numpy(np.concatenate(
+            [np.column_stack([np.full(len(p), b, np.int64), p[:, 1], p[:, 2]]) for b, p in enumerate(px)]))
+    return ViewBatch(views, matches, offsets, images, pixel_point, pixel_index, [dict(s.meta) for s in samples])
 
 
-def concat_clouds(clouds: Iterable[PointCloud]) -> PointCloud:
-    """Concatenate clouds into one (fields kept only where every cloud has them)."""
-    clouds = list(clouds)
-    out = {}
-    for key in ("coord",) + POINT_FIELDS:
-        values = [getattr(c, key) for c in clouds]
-        out[key] = None if any(v is None for v in values) else np.concatenate(values, axis=0)
-    extra_keys = set.intersection(*(set(c.extra) for c in clouds)) if clouds else set()
-    return PointCloud(**out, extra={k: np.concatenate([c.extra[k] for c in clouds]) for k in extra_keys},
-                      meta=dict(clouds[0].meta) if clouds else {})
+def collate_pairs(pairs: Sequence[MultiView], feat_keys: Sequence[str] = ("color", "normal")) -> ViewBatch:
+    """:func:`collate_views` of two-view samples (the PointContrast batch)."""
+    return collate_views(pairs, feat_keys)
 
 
 @dataclass
@@ -389,7 +519,7 @@ class TriangleMesh:
     def num_faces(self) -> int:
         return int(self.faces.shape[0])
 
-    def validate(self, source: str | None = None) -> "TriangleMesh":
+    def validate(self, source: str | None = None) -> TriangleMesh:
         """Check shapes, finiteness and face indices; normalise dtypes; return ``self``."""
         src = source or self.meta.get("path") or self.meta.get("name") or "<mesh>"
         v = np.asarray(self.vertices)

@@ -34,7 +34,7 @@ def target_format(output: str, to: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from contrast3d.io import read_any, write_pointcept_scene, write_ply
+    from contrast3d.io import read_any, write_ply, write_pointcept_scene
 
     data = read_any(args.input)
     fmt = target_format(args.output, args.to)
@@ -45,10 +45,11 @@ def run(args: argparse.Namespace) -> int:
         if fmt == "ply":
             write_ply(args.output, data, binary=not args.ascii)
         else:
-            cloud = data
             if isinstance(data, TriangleMesh):
                 cloud = data.to_point_cloud()
                 cloud.superpoint = cloud.extra.pop("superpoint", None)
+            else:
+                cloud = data
             write_pointcept_scene(args.output, cloud)
     except DataError:
         raise

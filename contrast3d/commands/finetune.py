@@ -25,7 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                      "tb/, checkpoints/, scene_split.json, label_split.json, results.json and "
                                      "results.txt into --out.")
     s.add_argument("--data", help="folder of Pointcept scene folders (with train/ and val/ or split 80/20)")
-    s.add_argument("--init", help="'scratch' or a backbone.safetensors exported by 'contrast3d pretrain'")
+    s.add_argument("--init", help="'scratch', a backbone.safetensors exported by 'contrast3d pretrain', a training "
+                                  "checkpoint or a Pointcept .pth")
+    s.add_argument("--lenient", action="store_true",
+                   help="load only the matching tensors of weights that partly fit (default: refuse a partial load)")
     s.add_argument("--out", required=True, help="run folder")
     s.add_argument("--labels", help="label budget: all (default), 1%%, 5%% (share of training scenes), "
                                     "20pts, 200 (labelled points per scene)")
@@ -57,12 +60,13 @@ def run_semseg(args: argparse.Namespace) -> int:
         results = finetune_semseg(args.data, args.init, out, args.labels, config_files=args.config,
                                   overrides=args.overrides, steps=args.steps, seed=args.seed, device=args.device,
                                   eval_every=args.eval_every, progress=False if args.no_progress else None,
-                                  resume=args.resume)
+                                  resume=args.resume, lenient=args.lenient)
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
     print((out / "results.txt").read_text(), end="")
     print(f"mIoU {100 * (results['mIoU'] or 0):.2f}  mAcc {100 * (results['mAcc'] or 0):.2f}  "
           f"allAcc {100 * (results['allAcc'] or 0):.2f}  ({results['label_budget']} labels, init "
-          f"{results['init']}, {results['steps']} steps, {results['minutes']:.1f} min); results: {out / 'results.json'}")
+          f"{results['init']}, {results['steps']} steps, {results['minutes']:.1f} min); "
+          f"results: {out / 'results.json'}")
     return 0

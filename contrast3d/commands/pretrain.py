@@ -1,9 +1,10 @@
 """``contrast3d pretrain METHOD --data DIR --out RUN``: self-supervised pre-training.
 
 Works under ``torchrun --nproc_per_node=N -m contrast3d pretrain ...`` (DDP; gloo on CPU).
-The config is resolved from the presets, ``--config`` files, flags and ``--set`` overrides
-(:func:`contrast3d.config.load_train_config`); with ``--resume`` the run folder's own
-``config.yaml`` is the starting point, so only what is given again on the command line changes.
+The config is resolved from the presets (``configs/pretrain/base.yaml`` and
+``configs/pretrain/<METHOD>.yaml``), ``--config`` files or shipped preset names, flags and
+``--set`` overrides (:func:`contrast3d.engine.config.load_train_config`); with ``--resume`` the run
+folder's own ``config.yaml`` is the starting point, so only what is given again changes.
 """
 from __future__ import annotations
 
@@ -18,12 +19,15 @@ from contrast3d.errors import DataError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="self-supervised pre-training of a backbone with one method",
                        description="Pre-train a backbone with METHOD; writes config.yaml, metrics.jsonl, tb/, "
-                                   "checkpoints/ and backbone.safetensors into --out.")
-    p.add_argument("method", metavar="METHOD", help="pre-training method (see --list)")
+                                   "checkpoints/, backbone.safetensors + backbone.json (and backbone.pth for "
+                                   "Pointcept) into --out.")
+    p.add_argument("method", metavar="METHOD", nargs="?", help="pre-training method (see --list)")
+    p.add_argument("--list", action="store_true", help="list the methods and shipped presets, then exit")
     p.add_argument("--data", help="dataset folder")
-    p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--config", action="append", default=[], metavar="FILE",
-                   help="YAML config applied over the presets (repeatable)")
+    p.add_argument("--out", help="run folder")
+    p.add_argument("--config", action="append", default=[], metavar="FILE|PRESET",
+                   help="YAML config applied over the presets, or a shipped preset name such as "
+                        "pointcontrast_cpu_small (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override one value, e.g. --set optim.lr=0.05 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.pt if present")
@@ -36,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _spec(name: str):
+def method_spec(name: str):
+    """The :class:`~contrast3d.methods.base.MethodSpec` of ``name``; :class:`DataError` with a hint otherwise."""
     from contrast3d.methods import METHODS
 
     if name not in METHODS:
@@ -47,32 +52,52 @@ def _spec(name: str):
     return METHODS[name]
 
 
-def run(args: argparse.Namespace) -> int:
-    from contrast3d.config import load_train_config
-    from contrast3d.engine.run import pretrain
-    from contrast3d.engine.trainer import NonFiniteLossError
+def list_methods() -> str:
+    from contrast3d.config import preset_names
+    from contrast3d.methods import METHODS
 
-    spec = _spec(args.method)
-    out = Path(args.out)
+    lines = ["methods:"] + [f"  {name:16s} {spec.description}" for name, spec in METHODS.items()]
+    lines += ["presets (--config NAME):"] + [f"  {name}" for name in preset_names("pretrain")]
+    return "\n".join(lines)
+
+
+def resolve_config(method: str, out: Path, args: argparse.Namespace, *, resume: bool = False):
+    """The run's :class:`~contrast3d.engine.config.TrainConfig` from presets, files, flags, overrides."""
+    from contrast3d.methods import method_config
+
+    spec = method_spec(method)
     saved = out / "config.yaml"
-    resumed_cfg = args.resume and saved.is_file()
+    resumed_cfg = resume and saved.is_file()
     flags = {k: v for k, v in {"data_root": args.data, "steps": args.steps, "device": args.device}.items()
              if v is not None}
-    if args.no_progress:
+    if getattr(args, "no_progress", False):
         flags["progress"] = False
-    if not resumed_cfg and not args.data:
+    files = ([saved] if resumed_cfg else []) + list(args.config)
+    return spec, method_config(method, files=files, flags=flags, overrides=args.overrides, presets=not resumed_cfg)
+
+
+def run(args: argparse.Namespace) -> int:
+    from contrast3d.engine.run import train
+    from contrast3d.engine.trainer import NonFiniteLossError
+
+    if args.list:
+        print(list_methods())
+        return 0
+    if not args.method:
+        raise DataError("pretrain", "METHOD is required (contrast3d pretrain --list shows them)")
+    if not args.out:
+        raise DataError("pretrain", "--out RUN is required")
+    out = Path(args.out)
+    if not (args.resume and (out / "config.yaml").is_file()) and not args.data:
         raise DataError(out, "--data is required for a new run")
-    cfg = load_train_config(args.method, spec, files=([saved] if resumed_cfg else []) + args.config,
-                            flags=flags, overrides=args.overrides, presets=not resumed_cfg)
+    spec, cfg = resolve_config(args.method, out, args, resume=args.resume)
     callbacks = []
     if args.probe_data:
         from contrast3d.evaluation.probe_data import pretrain_probe_hook
 
-        data = cfg.data
-        callbacks.append(pretrain_probe_hook(args.probe_data, args.probe_every, getattr(data, "grid_size", 0.05),
-                                             getattr(data, "feat_keys", ["color", "normal"])))
+        callbacks.append(pretrain_probe_hook(args.probe_data, args.probe_every))
     try:
-        result = pretrain(cfg, spec, out, resume=args.resume, callbacks=callbacks)
+        result = train(cfg, spec, out, resume=args.resume, callbacks=callbacks)
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3

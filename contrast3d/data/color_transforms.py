@@ -6,8 +6,9 @@ which belongs at the end of a pipeline). Clouds without colour pass through unch
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

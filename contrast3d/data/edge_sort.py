@@ -11,6 +11,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+
 @numba.njit(cache=True)
 def _order_keys(w: np.ndarray) -> np.ndarray:
     """(E,) uint32 keys whose unsigned order is the float order of ``w`` (-0.0 == +0.0, NaN last)."""
@@ -57,7 +58,7 @@ _HI = np.uint64(32)
 
 
 @numba.njit(cache=True)
-def _lt(x: np.uint64, y: np.uint64) -> bool:
+def _lt(x: np.uint64, y: np.uint64) -> np.bool_:
     return (x >> _HI) < (y >> _HI)
 
 

@@ -376,7 +376,9 @@ def compose_sequence(scene_coord: np.ndarray, scene_color: np.ndarray | None, ob
         o_idx = pool[rng.random(len(pool)) < cfg.point_keep_prob]
         o_xyz = obj[o_idx] @ pose[:3, :3].T + pose[:3, 3]
         coord = np.concatenate([np.take(scene, s_idx, axis=0).astype(np.float32), o_xyz.astype(np.float32)])
-        color = None if s_col is None else np.concatenate([np.take(s_col, s_idx, axis=0), o_col[o_idx]])
+        color = None
+        if s_col is not None and o_col is not None:
+            color = np.concatenate([np.take(s_col, s_idx, axis=0), o_col[o_idx]])
         is_obj = np.concatenate([np.zeros(len(s_idx), bool), np.ones(len(o_idx), bool)])
         frames.append(SequenceFrame(coord=coord, color=color, is_object=is_obj,
                                     source_index=np.concatenate([s_idx, o_idx]).astype(np.int64), pose=pose))
@@ -413,12 +415,17 @@ def generate_sequences(scene_coord: np.ndarray, scene_color: np.ndarray | None,
     rng = np.random.default_rng(rng)
     scene = _check_points(scene_coord, "scene").astype(np.float32)
     scene_color = _unit_color(scene_color, len(scene), "scene")  # converted once, not per sequence
-    single = isinstance(object_points, np.ndarray) and object_points.ndim == 2
-    objects = [object_points] if single else list(object_points)
-    colors = [object_color] if single else (list(object_color) if object_color is not None else [None] * len(objects))
-    if not objects or len(colors) != len(objects):
+    raw: list[np.ndarray]
+    colors: list[np.ndarray | None]
+    if isinstance(object_points, np.ndarray) and object_points.ndim == 2:  # a single object
+        raw = [object_points]
+        colors = [None if object_color is None else np.asarray(object_color)]
+    else:
+        raw = list(object_points)
+        colors = list(object_color) if object_color is not None else [None] * len(raw)
+    if not raw or len(colors) != len(raw):
         raise DataError("object", "need at least one object and one colour entry (or None) per object")
-    objects = [_check_points(o, f"object {i}") for i, o in enumerate(objects)]
+    objects = [_check_points(o, f"object {i}") for i, o in enumerate(raw)]
     fmap = floor_map or build_floor_map(scene, cfg)
     candidates: dict[int, np.ndarray] = {}
     out: list[SceneObjectSequence] = []

@@ -20,6 +20,7 @@ import json
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -29,7 +30,7 @@ from contrast3d.data.rgbd import frame_to_cloud, voxel_downsample_index
 from contrast3d.data.views import make_view_pair
 from contrast3d.errors import DataError, read_or_skip
 from contrast3d.io.frames import FrameSequence, open_frame_folder
-from contrast3d.structures import PointCloud, ViewPair
+from contrast3d.structures import MultiView, PointCloud
 
 SCENE_FILE = "scene.json"
 FORMAT = "contrast3d-frames"
@@ -40,7 +41,7 @@ Transform = Callable[[PointCloud, np.random.Generator], PointCloud]
 
 def save_frame_cloud(path: str | Path, cloud: PointCloud) -> None:
     """Write one frame cloud as ``.npz`` (coord, optional color/normal/superpoint, pose)."""
-    arrays: dict[str, np.ndarray] = {"coord": np.asarray(cloud.coord, np.float32)}
+    arrays: dict[str, Any] = {"coord": np.asarray(cloud.coord, np.float32)}  # Any: savez's **kwds stub
     for key in _OPTIONAL:
         if cloud.get(key) is not None:
             arrays[key] = np.asarray(cloud.get(key))
@@ -58,7 +59,8 @@ def load_frame_cloud(path: str | Path, name: str = "") -> PointCloud:
         raise DataError(path, f"unreadable frame cloud ({exc.__class__.__name__}: {exc})") from None
     if "coord" not in data:
         raise DataError(path, "frame cloud has no 'coord' array")
-    cloud = PointCloud(coord=data["coord"], **{k: data.get(k) for k in _OPTIONAL},
+    optional: dict[str, Any] = {k: data.get(k) for k in _OPTIONAL}
+    cloud = PointCloud(coord=data["coord"], **optional,
                        meta={"name": name or Path(path).stem, "path": str(path), "frame": name or Path(path).stem})
     if "pose" in data:
         cloud.meta["pose"] = data["pose"]
@@ -117,7 +119,7 @@ def prepare_scene(frames: FrameSequence | str | Path, out_dir: str | Path, voxel
             skipped.append({"frame": frame_id, "source": err.source, "reason": err.reason})
             continue
         if len(cloud) == 0:
-            warnings.warn(f"{seq.root / frame_id}: no valid depth after truncation; frame skipped")
+            warnings.warn(f"{seq.root / frame_id}: no valid depth after truncation; frame skipped", stacklevel=2)
             skipped.append({"frame": frame_id, "source": str(seq.root / frame_id),
                             "reason": "no valid depth after truncation"})
             continue
@@ -164,12 +166,13 @@ def read_scene(scene_dir: str | Path) -> tuple[dict, list[tuple[str, str, float]
 
 
 class FramePairDataset(Dataset):
-    """View pairs of prepared scenes: ``ViewPair(view1, view2, matches)``.
+    """View pairs of prepared scenes: two-view :class:`~contrast3d.structures.MultiView` s.
 
     Each view gets ``transform(cloud, rng)`` (view1 first, same generator); matches (``(M, 2)``
     int64) are nearest neighbours within ``match_radius`` between the world (pre-augmentation)
     coordinates of the points each view kept (:func:`contrast3d.data.views.make_view_pair`). The
-    generator is ``np.random.default_rng([seed, epoch, index])`` (call :meth:`set_epoch`).
+    generator is the engine's per-sample one (:meth:`get_sample`, seeded from the run seed, the
+    epoch and the index); ``dataset[i]`` uses ``default_rng(i)``.
 
     Args:
         scene_dirs: prepared scene folders (see module docstring).
@@ -183,11 +186,10 @@ class FramePairDataset(Dataset):
 
     def __init__(self, scene_dirs: Iterable[str | Path], transform: Transform | None = None,
                  match_radius: float = 0.0375, mutual: bool = False, min_overlap: float | None = None,
-                 seed: int = 0, on_error: str = "raise"):
+                 on_error: str = "raise"):
         if on_error not in ("raise", "skip"):
             raise ValueError("on_error must be 'raise' or 'skip'")
         self.transform, self.match_radius, self.mutual = transform, match_radius, mutual
-        self.seed, self.epoch = int(seed), 0
         self.skipped: list[DataError] = []
         self.items: list[tuple[Path, str, str, float]] = []
         self.scenes: dict[Path, dict] = {}
@@ -195,18 +197,17 @@ class FramePairDataset(Dataset):
             self.scenes[d] = info
             self.items += [(d, a, b, ov) for a, b, ov in pairs if min_overlap is None or ov >= min_overlap]
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> ViewPair:
+    def __getitem__(self, index: int) -> MultiView:
+        return self.get_sample(index, np.random.default_rng(index))
+
+    def get_sample(self, index: int, rng: np.random.Generator) -> MultiView:
         scene_dir, a, b, overlap = self.items[index]
         name = str(self.scenes[scene_dir].get("name", scene_dir.name))
         view1 = load_frame_cloud(scene_dir / "frames" / f"{a}.npz", a)
         view2 = load_frame_cloud(scene_dir / "frames" / f"{b}.npz", b)
-        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         meta = {"name": name, "scene": str(scene_dir), "frames": (a, b), "overlap": overlap, "index": int(index)}
         pair = make_view_pair(view1, view2, self.transform, rng, self.match_radius, self.mutual, meta)
         return pair.validate(f"{scene_dir} ({a}, {b})")

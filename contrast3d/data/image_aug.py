@@ -47,7 +47,9 @@ _TIE_EPS = 1e-6  # exact half-pixel ties (frequent with equal crop scales) round
 
 
 def _size2(size: int | tuple[int, int]) -> tuple[int, int]:
-    return (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+    if isinstance(size, (int, float, np.integer, np.floating)):  # one number: a square
+        return (int(size), int(size))
+    return (int(size[0]), int(size[1]))
 
 
 @dataclass
@@ -146,7 +148,7 @@ def resized_crop(image: torch.Tensor, box: tuple[int, int, int, int], out_size: 
     view = _resize(image[:, top:top + h, left:left + w], size)
     if flip:
         view = torch.flip(view, dims=[-1])
-    return view, crop_affine((top, left, h, w), size, tuple(image.shape[-2:]), flip)
+    return view, crop_affine((top, left, h, w), size, (int(image.shape[-2]), int(image.shape[-1])), flip)
 
 
 # ----------------------------------------------------------------------------------------------- colour

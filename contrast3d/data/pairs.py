@@ -33,7 +33,7 @@ PAIRS_FILE = "pairs.txt"
 
 
 @nb.njit(cache=True)
-def _find(keys: np.ndarray, key: np.int64) -> np.int64:
+def _find(keys: np.ndarray, key: np.int64) -> int:
     """Index of ``key`` in sorted ``keys`` or -1."""
     lo, hi = 0, keys.shape[0]
     while lo < hi:

@@ -25,7 +25,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,7 @@ def _pid_alive(pid: int) -> bool:
 def clean_stale_temps(out: str | Path) -> list[str]:
     """Remove ``<out>/.<name>.tmp-<pid>`` / ``.old-<pid>`` folders whose process is gone."""
     out = Path(out)
-    removed = []
+    removed: list[str] = []
     if not out.is_dir():
         return removed
     for p in sorted(out.iterdir()):
@@ -123,7 +123,8 @@ def _init_worker(threads: int) -> None:
     import numba
     import torch
 
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    # NUMBA_NUM_THREADS is set on numba.config at import time, invisibly to a type checker.
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
     torch.set_num_threads(threads)
 
 
@@ -134,7 +135,7 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _results(jobs: list[SceneJob], workers: int) -> Iterator[dict[str, Any]]:
+def _results(jobs: list[SceneJob], workers: int) -> Generator[dict[str, Any], None, None]:
     """Yield job results as they finish (in-process for one worker, else a spawn pool)."""
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from contrast3d.data.views import make_view_pair
 from contrast3d.errors import DataError, read_or_skip
 from contrast3d.io.pointcept import read_pointcept_scene
-from contrast3d.structures import PointCloud, ViewPair
+from contrast3d.structures import MultiView, PointCloud
 
 Transform = Callable[[PointCloud, np.random.Generator], PointCloud]
 
@@ -34,8 +34,8 @@ def find_scene_dirs(root: str | Path, marker: str, depth: int = 2) -> list[Path]
     return sorted(found)
 
 
-class SceneDataset(Dataset):
-    """Augmented Pointcept scenes, one :class:`PointCloud` per item.
+class SceneFolders(Dataset):
+    """Pointcept scene folders read (and optionally cached) for a dataset; subclasses define the items.
 
     Args:
         scene_dirs: Pointcept scene folders.
@@ -69,6 +69,10 @@ class SceneDataset(Dataset):
         cloud.meta.setdefault("name", self.scene_dirs[index].name)
         return cloud
 
+
+class SceneDataset(SceneFolders):
+    """Augmented Pointcept scenes, one :class:`PointCloud` per item (arguments: :class:`SceneFolders`)."""
+
     def get_sample(self, index: int, rng: np.random.Generator) -> PointCloud:
         cloud = self.raw(index)
         return cloud if self.transform is None else self.transform(cloud, rng)
@@ -77,7 +81,7 @@ class SceneDataset(Dataset):
         return self.get_sample(index, np.random.default_rng(index))
 
 
-class HolisticPairDataset(SceneDataset):
+class HolisticPairDataset(SceneFolders):
     """PointContrast's "holistic" variant: two independently augmented views of one scene.
 
     Both views come from the same reconstructed scene (the transform should crop, e.g. a random
@@ -91,11 +95,11 @@ class HolisticPairDataset(SceneDataset):
         super().__init__(scene_dirs, transform, on_error, keep_raw)
         self.match_radius = match_radius
 
-    def get_sample(self, index: int, rng: np.random.Generator) -> ViewPair:
+    def get_sample(self, index: int, rng: np.random.Generator) -> MultiView:
         raw = self.raw(index)
         pair = make_view_pair(raw, raw, self.transform, rng, self.match_radius,
                               meta={"name": raw.name, "scene": str(self.scene_dirs[index]), "index": int(index)})
         return pair.validate(str(self.scene_dirs[index]))
 
-    def __getitem__(self, index: int) -> ViewPair:
+    def __getitem__(self, index: int) -> MultiView:
         return self.get_sample(index, np.random.default_rng(index))

@@ -55,7 +55,8 @@ def find_sequences(root: str | Path, exclude: str | Path | None = None) -> Found
         raise DataError(root, "not a directory")
     if detect_layout(root):
         return [(root.resolve().name, root)], []
-    found, ignored, taken = [], [], set()
+    found, ignored = [], []
+    taken: set[str] = set()
     exclude_dir = Path(exclude) if exclude is not None else None
     for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if _inside(child, exclude_dir):

@@ -18,28 +18,42 @@ Coordinate bookkeeping:
 * Subsampling transforms (:class:`SphereCrop`, :class:`RandomDropout`) keep points in input order
   and compose ``meta["origin_index"]`` (see :func:`~contrast3d.data.voxelize.take_points`).
 
-Colour transforms (:mod:`contrast3d.data.color_transforms`, re-exported here) expect ``color`` as float ``(N, 3)`` in [0, 1] and keep it there (except
-:class:`NormalizeColor`, which belongs at the end of a pipeline). Clouds without colour pass
-through unchanged.
+Colour transforms (:mod:`contrast3d.data.color_transforms`, re-exported here) expect ``color`` as
+float ``(N, 3)`` in [0, 1] and keep it there (except :class:`NormalizeColor`, which belongs at the
+end of a pipeline). Clouds without colour pass through unchanged.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.interpolate
 import scipy.ndimage
 
 from contrast3d.data.color_transforms import (  # noqa: F401 - colour transforms re-exported
-    ChromaticAutoContrast, ChromaticJitter, ChromaticTranslation, ColorJitter, HueSaturationTranslation,
-    NormalizeColor, RandomColorDrop, RandomColorGrayscale, _new, grayscale, hsv_to_rgb, rgb_to_hsv)
+    ChromaticAutoContrast,
+    ChromaticJitter,
+    ChromaticTranslation,
+    ColorJitter,
+    HueSaturationTranslation,
+    NormalizeColor,
+    RandomColorDrop,
+    RandomColorGrayscale,
+    _new,
+    grayscale,
+    hsv_to_rgb,
+    rgb_to_hsv,
+)
 from contrast3d.data.voxelize import GridSample, take_points
 from contrast3d.structures import PointCloud
 
-Transform = Callable[[PointCloud, np.random.Generator], "PointCloud | list[PointCloud]"]
-
+#: A cloud-to-cloud augmentation ``(cloud, rng) -> cloud``.
+Transform = Callable[[PointCloud, np.random.Generator], PointCloud]
+#: A pipeline step: a :data:`Transform`, or one that may split the cloud (``GridSample(mode="test")``).
+Step = Callable[[PointCloud, np.random.Generator], "PointCloud | list[PointCloud]"]
 
 
 def get_transform(cloud: PointCloud) -> np.ndarray:
@@ -91,27 +105,52 @@ def axis_rotation(axis: str, angle: float) -> np.ndarray:
 class Compose:
     """Apply ``transforms`` in order with the same ``rng``.
 
-    A transform that returns a list (``GridSample(mode="test")``) makes every later transform run
-    on each element; the result is then a list too.
+    Calling a ``Compose`` is a :data:`Transform` (one cloud out). A step that returns a list
+    (``GridSample(mode="test")``) makes every later step run on each element and the result is a
+    list too: such pipelines are run with :meth:`apply` (calling them raises ``TypeError``).
     """
 
-    transforms: Sequence[Transform]
+    transforms: Sequence[Step]
 
-    def __call__(self, cloud: PointCloud, rng: np.random.Generator) -> PointCloud | list[PointCloud]:
+    def __call__(self, cloud: PointCloud, rng: np.random.Generator) -> PointCloud:
+        out = self.apply(cloud, rng)
+        if isinstance(out, list):
+            raise TypeError("this Compose pipeline returns a list of clouds (test-mode GridSample): use Compose.apply")
+        return out
+
+    def apply(self, cloud: PointCloud, rng: np.random.Generator) -> PointCloud | list[PointCloud]:
+        """Run the pipeline; a list of clouds if a step split the cloud, else one cloud.
+
+        Once split, each later step maps every element; a list returned for an element (a second
+        splitting step) is spliced in place, so the result is always a flat list.
+        """
         data: PointCloud | list[PointCloud] = cloud
         for t in self.transforms:
-            data = [t(c, rng) for c in data] if isinstance(data, list) else t(data, rng)
+            if not isinstance(data, list):
+                data = t(data, rng)
+                continue
+            mapped: list[PointCloud] = []
+            for c in data:  # one iteration per fragment (a handful), not per point
+                r = t(c, rng)
+                if isinstance(r, list):
+                    mapped.extend(r)
+                else:
+                    mapped.append(r)
+            data = mapped
         return data
 
 
 # --------------------------------------------------------------------------- geometry
 @dataclass
 class CenterShift:
-    """Translate so the x/y bounding-box centre is at 0 and, if ``apply_z``, min z is 0."""
+    """Translate so the x/y bounding-box centre is at 0 and, if ``apply_z``, min z is 0.
+
+    Deterministic: ``rng`` is accepted for the :data:`Transform` signature and may be ``None``.
+    """
 
     apply_z: bool = True
 
-    def __call__(self, cloud: PointCloud, rng: np.random.Generator) -> PointCloud:
+    def __call__(self, cloud: PointCloud, rng: np.random.Generator | None = None) -> PointCloud:
         if len(cloud) == 0:
             return _new(cloud)
         lo, hi = cloud.coord.min(0).astype(np.float64), cloud.coord.max(0).astype(np.float64)

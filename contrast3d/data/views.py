@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from contrast3d.data.pairs import find_matches
-from contrast3d.structures import PointCloud, ViewPair
+from contrast3d.structures import MultiView, PointCloud, view_pair
 
 Transform = Callable[[PointCloud, np.random.Generator], PointCloud]
 
@@ -33,7 +33,8 @@ def kept_index(view: PointCloud, n_before: int) -> np.ndarray:
     return np.asarray(index, np.int64)
 
 
-def augment_view(raw: PointCloud, transform: Transform | None, rng: np.random.Generator) -> tuple[PointCloud, np.ndarray]:
+def augment_view(raw: PointCloud, transform: Transform | None,
+                 rng: np.random.Generator) -> tuple[PointCloud, np.ndarray]:
     """Apply ``transform`` to a world-coordinate cloud.
 
     Returns the augmented view and ``(N_out, 3)`` float32 world coordinates of its points.
@@ -50,7 +51,7 @@ def augment_view(raw: PointCloud, transform: Transform | None, rng: np.random.Ge
 
 
 def make_view_pair(raw1: PointCloud, raw2: PointCloud, transform: Transform | None, rng: np.random.Generator,
-                   radius: float, mutual: bool = False, meta: dict | None = None) -> ViewPair:
+                   radius: float, mutual: bool = False, meta: dict | None = None) -> MultiView:
     """Augment two world-coordinate clouds independently and match their kept points.
 
     Args:
@@ -61,9 +62,9 @@ def make_view_pair(raw1: PointCloud, raw2: PointCloud, transform: Transform | No
         mutual: keep only mutual nearest neighbours.
 
     Returns:
-        ``ViewPair`` whose ``matches`` ``(M, 2)`` index the augmented views.
+        a two-view :class:`MultiView` whose ``matches`` ``(M, 2)`` index the augmented views.
     """
     view1, world1 = augment_view(raw1, transform, rng)
     view2, world2 = augment_view(raw2, transform, rng)
     matches = find_matches(world1, world2, radius, mutual)
-    return ViewPair(view1, view2, matches, dict(meta or {}))
+    return view_pair(view1, view2, matches, meta)

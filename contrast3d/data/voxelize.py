@@ -9,8 +9,8 @@ Everything is vectorised (one sort of the voxel keys); no Python loop runs over 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

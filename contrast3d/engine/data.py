@@ -15,8 +15,9 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -108,16 +109,6 @@ class ResumableBatchSampler(Sampler[list[tuple[int, int]]]):
             yield [(self.epoch, i) for i in idx[b * self.batch_size:(b + 1) * self.batch_size]]
 
 
-_CURRENT_RNG: list[np.random.Generator | None] = [None]
-
-
-def sample_rng() -> np.random.Generator:
-    """The generator of the sample being loaded (for transforms deep inside ``__getitem__``)."""
-    if _CURRENT_RNG[0] is None:
-        raise RuntimeError("sample_rng() is only available while SeededDataset loads a sample")
-    return _CURRENT_RNG[0]
-
-
 class SeededDataset(Dataset):
     """Wraps a map-style dataset so every ``(epoch, index)`` sample is reproducible (see module docs)."""
 
@@ -145,15 +136,11 @@ class SeededDataset(Dataset):
         np.random.seed(s)
         torch.manual_seed(s)
         rng = np.random.default_rng(s)
-        _CURRENT_RNG[0] = rng
-        try:
-            set_epoch = getattr(self.dataset, "set_epoch", None)
-            if callable(set_epoch):  # datasets that derive their own generator from (seed, epoch, index)
-                set_epoch(epoch)
-            get = getattr(self.dataset, "get_sample", None)
-            return get(index, rng) if callable(get) else self.dataset[index]
-        finally:
-            _CURRENT_RNG[0] = None
+        set_epoch = getattr(self.dataset, "set_epoch", None)
+        if callable(set_epoch):  # datasets that derive their own generator from (seed, epoch, index)
+            set_epoch(epoch)
+        get = getattr(self.dataset, "get_sample", None)
+        return get(index, rng) if callable(get) else self.dataset[index]
 
 
 def seed_worker(worker_id: int) -> None:

@@ -72,18 +72,32 @@ def barrier(ctx: DistContext) -> None:
 
 
 def wrap_ddp(model: nn.Module, ctx: DistContext, *, find_unused_parameters: bool = False,
-             sync_bn: bool = False) -> nn.Module:
+             sync_bn: bool = False, exclude: list[nn.Module] | None = None) -> nn.Module:
     """``DistributedDataParallel`` around ``model`` when there are several processes.
 
-    SyncBatchNorm only on CUDA (``sync_bn``); on CPU each process keeps its own batch statistics.
+    SyncBatchNorm only on CUDA (``sync_bn``) and never inside the ``exclude`` modules (frozen
+    networks keep their own, fixed statistics); on CPU each process keeps its own batch statistics.
     """
     if not ctx.distributed:
         return model
     if sync_bn and ctx.device.type == "cuda":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = _convert_sync_bn(model, {id(m) for m in exclude or []})
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
                                                find_unused_parameters=find_unused_parameters)
+
+
+def _convert_sync_bn(module: nn.Module, skip: set[int]) -> nn.Module:
+    """``SyncBatchNorm.convert_sync_batchnorm`` that leaves the sub-trees in ``skip`` alone."""
+    if id(module) in skip:
+        return module
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for name, child in list(module.named_children()):
+        new = _convert_sync_bn(child, skip)
+        if new is not child:
+            setattr(module, name, new)
+    return module
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -120,13 +134,18 @@ def gather_objects(obj: object, ctx: DistContext) -> list:
     return out
 
 
-def broadcast_object(obj: object, ctx: DistContext) -> object:
-    """Rank 0's ``obj`` on every process."""
+def all_reduce_sum_(t: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Sum ``t`` over all processes in place (through the backend's device) and return it."""
     if not ctx.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+        return t
+    comm = _comm_device(ctx)
+    if t.device == comm:
+        dist.all_reduce(t)
+        return t
+    buf = t.to(comm)
+    dist.all_reduce(buf)
+    t.copy_(buf)
+    return t
 
 
 def _comm_device(ctx: DistContext) -> torch.device:

@@ -3,7 +3,7 @@
 ``teacher = m * teacher + (1 - m) * student`` for parameters (and, by default, a plain copy of
 buffers such as BatchNorm running statistics). A method typically owns an :class:`EMATeacher`
 as a sub-module (so it is saved in checkpoints) and calls ``teacher.update(student, m)`` from
-:meth:`~contrast3d.methods.base.PretrainMethod.on_step_end`, with ``m`` from
+:meth:`~contrast3d.engine.objective.TrainObjective.after_step`, with ``m`` from
 :func:`cosine_momentum` (BYOL/DINO schedule).
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ class EMATeacher(nn.Module):
     being a sub-module of the method, it is saved and restored with the method's ``state_dict``.
 
     >>> teacher = EMATeacher(student)          # in the method's __init__
-    >>> teacher.update(student, momentum=0.99)  # in on_step_end
+    >>> teacher.update(student, momentum=0.99)  # in after_step
     >>> with torch.no_grad(): t = teacher(x)
     """
 

@@ -59,7 +59,7 @@ class MetricLogger:
         if self._writer is not None:
             for key, value in scalars.items():
                 self._writer.add_scalar(f"train/{key}", value, step)
-        record = {"step": step, "time": round(time.time(), 3)}
+        record: dict[str, float | str] = {"step": step, "time": round(time.time(), 3)}
         record.update({k: (v if math.isfinite(v) else str(v)) for k, v in scalars.items()})
         with open(self.jsonl, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -77,7 +77,7 @@ class MetricLogger:
             self._writer.close()
             self._writer = None
 
-    def __enter__(self) -> "MetricLogger":
+    def __enter__(self) -> MetricLogger:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -16,9 +16,11 @@ Closed form of the factor ``f(s)`` multiplying each group's base learning rate a
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -112,12 +114,13 @@ def split_decay(named_params: Iterable[tuple[str, nn.Parameter]], modules: nn.Mo
     """Two parameter groups: with weight decay, and without (biases, norm-layer weights)."""
     no_decay_ids = {id(p) for m in modules.modules() if isinstance(m, _NORM_TYPES)
                     for p in m.parameters(recurse=False)}
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in named_params:
         if not p.requires_grad:
             continue
         (no_decay if name.endswith("bias") or id(p) in no_decay_ids or p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay}]
+    groups: list[dict[str, Any]] = [{"params": decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     return groups
@@ -126,7 +129,10 @@ def split_decay(named_params: Iterable[tuple[str, nn.Parameter]], modules: nn.Mo
 def build_optimizer(model: nn.Module, cfg: OptimConfig, groups: list[dict] | None = None) -> torch.optim.Optimizer:
     """SGD or AdamW over ``groups`` (default: every trainable parameter of ``model``).
 
-    A group may carry ``lr_scale`` (multiplies ``cfg.lr``) or its own ``lr``/``weight_decay``.
+    A group may carry ``lr_scale`` (multiplies ``cfg.lr``), its own ``lr``/``weight_decay``, a
+    ``name`` (kept in the optimizer's group, for hooks and logs) and a ``schedule`` (a
+    :class:`ScheduleConfig` or its dict, stored in the group as a plain dict for
+    :func:`build_scheduler`). Parameters without ``requires_grad`` (frozen) are never optimised.
     """
     if groups is None:
         if cfg.no_decay_norm_bias:
@@ -139,6 +145,10 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, groups: list[dict] | Non
         g["params"] = [p for p in g["params"] if p.requires_grad]
         scale = g.pop("lr_scale", 1.0)
         g.setdefault("lr", cfg.lr * scale)
+        schedule = g.pop("schedule", None)
+        if schedule is not None:
+            is_config = dataclasses.is_dataclass(schedule) and not isinstance(schedule, type)
+            g["schedule"] = dataclasses.asdict(schedule) if is_config else dict(schedule)
         if g["params"]:
             prepared.append(g)
     if not prepared:
@@ -146,7 +156,8 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, groups: list[dict] | Non
     if cfg.name == "sgd":
         return torch.optim.SGD(prepared, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(prepared, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+    beta1, beta2 = cfg.betas  # a list when read from YAML
+    return torch.optim.AdamW(prepared, lr=cfg.lr, betas=(beta1, beta2), eps=cfg.eps,
                              weight_decay=cfg.weight_decay)
 
 
@@ -168,5 +179,11 @@ class ScheduleLR(torch.optim.lr_scheduler.LambdaLR):
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, total_steps: int) -> ScheduleLR:
-    """A per-iteration scheduler (call ``step()`` once after every optimizer step)."""
-    return ScheduleLR(optimizer, LRFactor(cfg, total_steps))
+    """A per-iteration scheduler (call ``step()`` once after every optimizer step that was taken).
+
+    Each parameter group follows its own ``schedule`` (see :func:`build_optimizer`) or ``cfg``.
+    """
+    factors: list[Callable[[int], float]] = [
+        LRFactor(ScheduleConfig(**g["schedule"]) if g.get("schedule") else cfg, total_steps)
+        for g in optimizer.param_groups]
+    return ScheduleLR(optimizer, factors)

@@ -23,6 +23,7 @@ def seed_all(seed: int) -> None:
 def capture_rng() -> dict[str, Any]:
     """Python, numpy, torch (and CUDA) RNG states as plain data (loadable with ``weights_only``)."""
     np_state = np.random.get_state()
+    assert isinstance(np_state, tuple)  # the global RandomState is MT19937: legacy 5-tuple
     state = {
         "python": random.getstate(),
         "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),

@@ -1,39 +1,47 @@
 """The method-agnostic, step-based training loop.
 
-Per step: next batch -> ``batch.to(device)`` -> ``method(batch)`` (autocast on CUDA) -> finiteness
-check of every returned scalar (all ranks agree before anyone calls backward) -> backward (scaled
-on CUDA+AMP) -> optional gradient clipping -> optimizer step -> scheduler step ->
-``method.on_step_end`` -> logs -> periodic callbacks -> checkpoint when due. At the end the
-backbone is exported as ``backbone.safetensors`` (+ ``backbone.json``).
+It trains any :class:`~contrast3d.engine.objective.TrainObjective` (the engine imports no method
+and no task). Per step: next batch -> ``batch.to(device)`` -> ``objective(batch)`` (autocast on
+CUDA) -> finiteness check of every returned scalar (all ranks agree before anyone calls backward)
+-> backward (scaled on CUDA+AMP) -> optional gradient clipping -> ``before_optimizer_step`` hook ->
+optimizer step -> scheduler step (skipped when AMP's GradScaler skipped the optimizer step) ->
+``after_step`` hook -> logs -> periodic callbacks -> checkpoint when due. At the end every network
+of ``objective.exports()`` is written as ``NAME.safetensors`` + ``NAME.json`` (a
+:class:`~contrast3d.models.pretrained.PretrainedRecord`).
+
+Parameters **and buffers** are checked for finiteness before every checkpoint and export: a run
+that diverged stops with the last good checkpoint untouched and exports nothing.
 
 Run folder::
 
     config.yaml  metrics.jsonl  tb/  checkpoints/last.pt  [checkpoints/step_*.pt]
-    backbone.safetensors  backbone.json
+    backbone.safetensors  backbone.json  [other exports]
 """
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 
-from contrast3d.config import TrainConfig, dump_yaml, to_dict
+from contrast3d.config import config_digest, dump_yaml, to_dict
 from contrast3d.engine import distributed as D
 from contrast3d.engine.checkpoint import CheckpointError, CheckpointManager
-from contrast3d.engine.data import build_loader
-from contrast3d.engine.export import export_backbone
+from contrast3d.engine.config import TrainConfig
+from contrast3d.engine.data import ResumableBatchSampler, build_loader
 from contrast3d.engine.logging import MetricLogger
+from contrast3d.engine.objective import HookContext, TrainObjective, frozen_prefixes, module_prefix, tensor_digest
 from contrast3d.engine.optim import build_optimizer, build_scheduler
 from contrast3d.engine.rng import capture_rng, derive_seed, restore_rng, seed_all
-from contrast3d.methods.base import PretrainMethod
 
 
 class NonFiniteLossError(RuntimeError):
-    """A step produced NaN/Inf; the run stopped without writing a checkpoint for that step."""
+    """A step produced NaN/Inf (loss, gradient, weights or buffers); the run stopped without writing
+    a checkpoint or an export for that step."""
 
 
 @dataclass
@@ -42,7 +50,7 @@ class StepContext:
 
     step: int
     max_steps: int
-    method: PretrainMethod
+    method: TrainObjective
     device: torch.device
     run_dir: Path
     dist: D.DistContext
@@ -63,6 +71,7 @@ class TrainResult:
     run_dir: Path
     backbone_path: Path | None
     scalars: dict[str, float] = field(default_factory=dict)
+    exports: dict[str, Path] = field(default_factory=dict)
 
 
 def move_to(batch: Any, device: torch.device) -> Any:
@@ -98,17 +107,26 @@ class Trainer:
         callbacks: periodic hooks (e.g. feature-quality probes).
     """
 
-    def __init__(self, cfg: TrainConfig, method: PretrainMethod, dataset: Any, collate: Callable[[list], Any],
+    def __init__(self, cfg: TrainConfig, method: TrainObjective, dataset: Any, collate: Callable[[list], Any],
                  run_dir: str | Path, *, ctx: D.DistContext | None = None,
                  callbacks: Sequence[PeriodicCallback] = ()):
         self.cfg = cfg
         self.ctx = ctx or D.init_distributed(cfg.device)
         self.device = self.ctx.device
         self.run_dir = Path(run_dir)
+        if not isinstance(method, TrainObjective):
+            raise TypeError(f"{type(method).__name__} must subclass TrainObjective")
         self.method = method.to(self.device)
+        frozen = self.method.frozen_modules()
+        for f in frozen.values():
+            f.module.requires_grad_(False)
+            f.module.eval()
         self.model = D.wrap_ddp(self.method, self.ctx, find_unused_parameters=cfg.find_unused_parameters,
-                                sync_bn=cfg.sync_bn)
-        self.method = D.unwrap(self.model)  # SyncBN conversion may have replaced modules
+                                sync_bn=cfg.sync_bn, exclude=[f.module for f in frozen.values()])
+        unwrapped = D.unwrap(self.model)  # SyncBN conversion may have replaced modules
+        assert isinstance(unwrapped, TrainObjective)  # (only submodules: the root is never a norm layer)
+        self.method = unwrapped
+        self.frozen_prefixes = frozen_prefixes(self.method)
         self.optimizer = build_optimizer(self.method, cfg.optim, self.method.param_groups())
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.steps)
         self.use_amp = cfg.amp and self.device.type == "cuda"
@@ -125,13 +143,48 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs (RNG states of every rank included); collective under DDP."""
+        prefixes = tuple(self.frozen_prefixes.values())
+        model = {k: v for k, v in self.method.state_dict().items() if not (prefixes and k.startswith(prefixes))}
         return {
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-            "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": model, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "rng": D.gather_objects(capture_rng(), self.ctx), "world_size": self.ctx.world_size,
-            "config": to_dict(self.cfg),
+            "config": to_dict(self.cfg), "frozen": self._frozen_info(), "exports": self._export_entries(),
         }
+
+    def _frozen_info(self) -> dict[str, dict[str, str]]:
+        return {name: {"source": f.source, "digest": tensor_digest(f.module)}
+                for name, f in self.method.frozen_modules().items()}
+
+    def _records(self) -> dict[str, dict[str, Any]]:
+        """Each export's full record (the objective's fields + method, step, digest, version)."""
+        from contrast3d import __version__
+        from contrast3d.models.pretrained import PretrainedRecord
+
+        out = {}
+        for name, exp in self.method.exports().items():
+            record = PretrainedRecord(**{**exp.record, "method": self.cfg.method_name, "step": self.step,
+                                         "config_digest": config_digest(self.cfg), "package_version": __version__})
+            out[name] = record.to_dict()
+        return out
+
+    def _export_entries(self) -> dict[str, dict[str, Any]]:
+        exports = self.method.exports()
+        return {name: {"prefix": module_prefix(self.method, exports[name].module), "record": record}
+                for name, record in self._records().items()}
+
+    def _check_finite_state(self) -> None:
+        """Stop (no checkpoint, no export) when a parameter or buffer holds NaN/Inf."""
+        bad = [k for k, v in self.method.state_dict().items()
+               if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if not D.all_true(not bad, self.ctx):
+            last = (f"{self.checkpoints.last} (step {self.saved_step})" if self.saved_step is not None
+                    else "none written yet")
+            raise NonFiniteLossError(
+                f"non-finite weights or buffers after step {self.step} (rank {self.ctx.rank}): "
+                f"{len(bad)} tensor(s), e.g. {', '.join(bad[:3]) or 'on another rank'}; stopped without saving "
+                f"or exporting; last good checkpoint: {last}")
 
     def load_state_dict(self, ckpt: dict[str, Any], source: Path) -> None:
         if ckpt.get("world_size", 1) != self.ctx.world_size:
@@ -140,8 +193,19 @@ class Trainer:
         saved = ckpt.get("config", {}).get("method_name")
         if saved and saved != self.cfg.method_name:
             raise CheckpointError(source, f"checkpoint is from method '{saved}', not '{self.cfg.method_name}'")
+        saved_frozen = ckpt.get("frozen") or {}
+        for name, info in self._frozen_info().items():
+            old = saved_frozen.get(name)
+            if old is None or old.get("digest") != info["digest"]:
+                was = f"{old.get('source')} (digest {old.get('digest')})" if old else "nothing recorded"
+                raise CheckpointError(source, f"frozen module '{name}' differs from the one the run started with: "
+                                              f"now {info['source']} (digest {info['digest']}), then {was}")
         try:
-            self.method.load_state_dict(ckpt["model"])
+            result = self.method.load_state_dict(ckpt["model"], strict=False)
+            prefixes = tuple(self.frozen_prefixes.values())
+            missing = [k for k in result.missing_keys if not (prefixes and k.startswith(prefixes))]
+            if missing or result.unexpected_keys:
+                raise RuntimeError(f"missing keys {missing[:3]}, unexpected keys {result.unexpected_keys[:3]}")
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (RuntimeError, ValueError, KeyError) as err:
             raise CheckpointError(source, f"does not fit this model/optimizer: {str(err).splitlines()[0]}") from None
@@ -152,6 +216,7 @@ class Trainer:
         self.saved_step = self.step
 
     def save_checkpoint(self) -> None:
+        self._check_finite_state()
         state = self.state_dict()  # every rank takes part in gathering the RNG states
         if self.ctx.is_main:
             self.checkpoints.save(state)
@@ -159,8 +224,9 @@ class Trainer:
         self.saved_step = self.step
 
     # ------------------------------------------------------------------ loop
-    def _batches(self) -> Iterator[Any]:
+    def _batches(self) -> Generator[Any, None, None]:
         sampler = self.loader.batch_sampler
+        assert isinstance(sampler, ResumableBatchSampler)  # set by build_loader
         while True:
             sampler.set_epoch(self.epoch)
             sampler.set_start(self.batch_in_epoch)
@@ -205,13 +271,28 @@ class Trainer:
             scalars["grad_norm"] = norm
             if not self.use_amp and not math.isfinite(norm):  # with AMP the scaler skips such steps
                 self._stop_non_finite("gradient norm", {"grad_norm": norm})
+        self.method.before_optimizer_step(self._hook_context())
+        scale = self.scaler.get_scale() if self.use_amp else 1.0
         self.scaler.step(self.optimizer)
         self.scaler.update()
         scalars["lr"] = self.optimizer.param_groups[0]["lr"]
-        self.scheduler.step()
+        skipped = self.use_amp and self.scaler.get_scale() < scale  # inf/NaN gradients: no optimizer step
+        if not skipped:
+            self.scheduler.step()
+        if self.use_amp:
+            scalars["amp_skipped"] = float(skipped)
         self.step += 1
-        self.method.on_step_end(self.step, self.cfg.steps)
+        self.method.after_step(self._hook_context())
         return scalars
+
+    def _hook_context(self) -> HookContext:
+        ctx = self.ctx
+
+        def all_reduce(t: torch.Tensor) -> torch.Tensor:
+            return D.all_reduce_sum_(t, ctx)
+
+        return HookContext(self.step, self.cfg.steps, self.optimizer, ctx.world_size, ctx.rank, self.device,
+                           all_reduce)
 
     def fit(self, resume: bool = False, until: int | None = None) -> TrainResult:
         """Train to ``cfg.steps`` (continuing from ``checkpoints/last.pt`` when ``resume``).
@@ -259,16 +340,30 @@ class Trainer:
                 due = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
                 if due or self.step == stop:
                     self.save_checkpoint()
-            path = None
-            if ctx.is_main and self.step == cfg.steps:
-                path = export_backbone(self.method.backbone(), self.run_dir / "backbone.safetensors",
-                                       config=to_dict(cfg),
-                                       extra={"method": cfg.method_name, "step": self.step})
+            exported: dict[str, Path] = {}
+            if self.step == cfg.steps:
+                self._check_finite_state()
+                if ctx.is_main:
+                    exported = self.export()
             D.barrier(ctx)
-            return TrainResult(self.step, self.run_dir, path, scalars)
+            return TrainResult(self.step, self.run_dir, exported.get("backbone"), scalars, exported)
         finally:
             batches.close()
             logger.close()
+
+    def export(self) -> dict[str, Path]:
+        """Write every network of ``exports()`` as ``NAME.safetensors`` + ``NAME.json`` (+ ``NAME.pth``)."""
+        from contrast3d.models.pretrained import PretrainedRecord, save_pointcept_pth, save_pretrained
+
+        exports = self.method.exports()
+        out = {}
+        for name, record in self._records().items():
+            exp = exports[name]
+            out[name] = save_pretrained(exp.module, self.run_dir / f"{name}.safetensors",
+                                        PretrainedRecord(**record))
+            if exp.pointcept:
+                save_pointcept_pth(exp.module, self.run_dir / f"{name}.pth")
+        return out
 
     def _run_callbacks(self, logger: MetricLogger) -> None:
         for cb in self.callbacks:

@@ -231,7 +231,7 @@ class DetectionScores:
 
     def to_dict(self) -> dict:
         names = self.class_names or [str(i) for i in range(self.ap.shape[0])]
-        out = {}
+        out: dict[str, float | None | dict[str, float]] = {}
         for j, t in enumerate(self.thresholds):
             key = f"mAP@{t:g}"
             out[key] = None if np.isnan(self.map[j]) else float(self.map[j])

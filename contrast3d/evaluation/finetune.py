@@ -26,34 +26,23 @@ from typing import Any
 
 import torch
 
-from contrast3d.config import PRESET_DIR, ConfigError, TrainConfig, load_train_config, to_dict
+from contrast3d.config import PRESET_DIR, ConfigError, preset_file, to_dict
 from contrast3d.data.scene_dataset import SceneDataset
 from contrast3d.engine import distributed as D
 from contrast3d.engine.checkpoint import CheckpointError
+from contrast3d.engine.config import TrainConfig, load_train_config
 from contrast3d.engine.rng import derive_seed, seed_all
 from contrast3d.engine.trainer import PeriodicCallback, StepContext, Trainer
 from contrast3d.errors import DataError
 from contrast3d.evaluation.metrics import SegmentationScores
 from contrast3d.evaluation.semseg import evaluate_semseg, raw_scenes, write_results
 from contrast3d.evaluation.semseg_data import SemsegDataset, resolve_scene_split, train_transform
-from contrast3d.evaluation.semseg_model import SPEC, SemsegModel, load_backbone_init
+from contrast3d.evaluation.semseg_model import SECTIONS, SemsegModel, load_backbone_init, semseg_collate
 from contrast3d.evaluation.splits import LabelBudget, LabelSplit
 from contrast3d.structures import build_feat
 
 TASK = "semseg"
 FINETUNE_PRESETS = PRESET_DIR / "finetune"
-
-
-def preset_file(name_or_path: str | Path) -> Path:
-    """An existing file, or the shipped preset ``configs/finetune/<name>.yaml``; :class:`ConfigError` otherwise."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    preset = FINETUNE_PRESETS / f"{path.stem if path.suffix in ('.yaml', '.yml') else path.name}.yaml"
-    if preset.is_file() and path.parent == Path("."):
-        return preset
-    known = ", ".join(sorted(p.stem for p in FINETUNE_PRESETS.glob("*.yaml")))
-    raise ConfigError(path, f"config file not found (shipped fine-tuning presets: {known})")
 
 
 def load_finetune_config(*, files: Iterable[str | Path] = (), flags: dict[str, Any] | None = None,
@@ -63,8 +52,8 @@ def load_finetune_config(*, files: Iterable[str | Path] = (), flags: dict[str, A
     ``flags`` may hold ``method.*`` values nested (``{"method": {"init": ...}}``).
     """
     layers = [PRESET_DIR / "pretrain" / "base.yaml", FINETUNE_PRESETS / f"{TASK}.yaml"] if presets else []
-    layers += [preset_file(f) for f in files]
-    return load_train_config(TASK, SPEC, files=layers, flags=flags, overrides=overrides, presets=False)
+    return load_train_config(TASK, SECTIONS, presets=layers, files=[preset_file(f, "finetune") for f in files],
+                             flags=flags, overrides=overrides)
 
 
 def _flags(data_dir, init, labels, steps, seed, device, eval_every, progress) -> dict[str, Any]:
@@ -95,11 +84,12 @@ def _check_inputs(cfg: TrainConfig, val: SceneDataset) -> None:
                                                f"but model.in_channels is {cfg.model.in_channels}")
 
 
-def finetune_semseg(data_dir: str | Path | None, init: str | Path | None, out_dir: str | Path, labels: str | None = None,
+def finetune_semseg(data_dir: str | Path | None, init: str | Path | None, out_dir: str | Path,
+                    labels: str | None = None,
                     *, config_files: Iterable[str | Path] = (), overrides: Iterable[str] = (),
                     steps: int | None = None, seed: int | None = None, device: str | None = None,
                     eval_every: int | None = None, progress: bool | None = None, resume: bool = False,
-                    cfg: TrainConfig | None = None) -> dict[str, Any]:
+                    cfg: TrainConfig | None = None, lenient: bool = False) -> dict[str, Any]:
     """Fine-tune on ``data_dir``'s training scenes, evaluate on its validation scenes; the results dict.
 
     Args:
@@ -110,6 +100,7 @@ def finetune_semseg(data_dir: str | Path | None, init: str | Path | None, out_di
         config_files, overrides, steps, seed, device, eval_every, progress: config layers
             (see the module docstring); ``cfg`` skips resolution and is used as is.
         resume: continue ``out_dir/checkpoints/last.pt`` (config from ``out_dir/config.yaml``).
+        lenient: load the matching keys of weights that only partly fit (else a partial load is an error).
 
     Returns:
         ``results.json``'s content: ``mIoU``, ``mAcc``, ``allAcc``, ``per_class``, ``label_budget``,
@@ -135,13 +126,13 @@ def finetune_semseg(data_dir: str | Path | None, init: str | Path | None, out_di
         raise ConfigError("method.labels", str(err)) from None
     # The model first (a bad --init fails before any scene is read); data loading draws no global randomness.
     seed_all(derive_seed(cfg.seed, 0))  # model initialisation: identical on every rank
-    model = SemsegModel(cfg.method, cfg.model)
+    model = SemsegModel(cfg.method, cfg.model, cfg.data)
     init_info: dict[str, Any] = {"path": "scratch"}
     report = None
     if resuming:  # the weights come from the checkpoint
         init_info = _read_json(out / "init.json", {"path": str(cfg.method.init)})
     elif str(cfg.method.init).lower() != "scratch":
-        report = load_backbone_init(model.net, cfg.method.init, cfg.model)
+        report = load_backbone_init(model.net, cfg.method.init, cfg.model, lenient=lenient)
         init_info = report.to_dict()
     out.mkdir(parents=True, exist_ok=True)
 
@@ -179,7 +170,7 @@ def finetune_semseg(data_dir: str | Path | None, init: str | Path | None, out_di
             (out / "init.json").write_text(json.dumps(init_info, indent=1) + "\n")
         callbacks = ([PeriodicCallback(cfg.method.eval_every, periodic, "val")]
                      if cfg.method.eval_every > 0 else [])
-        trainer = Trainer(cfg, model, train, SPEC.build_collate(cfg.data), out, ctx=ctx, callbacks=callbacks)
+        trainer = Trainer(cfg, model, train, semseg_collate(cfg.data), out, ctx=ctx, callbacks=callbacks)
         result = trainer.fit(resume=resume)
         scores = evaluate_semseg(trainer.method.backbone(), raw_scenes(val), max_fragments=cfg.method.eval_fragments,
                                  device=trainer.device, **eval_kw)
@@ -215,4 +206,4 @@ def _results(cfg: TrainConfig, scores: SegmentationScores, step: int, split: Lab
     }
 
 
-__all__ = ["evaluate_semseg", "finetune_semseg", "load_backbone_init", "load_finetune_config", "preset_file"]
+__all__ = ["evaluate_semseg", "finetune_semseg", "load_backbone_init", "load_finetune_config"]

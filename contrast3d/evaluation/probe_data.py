@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from contrast3d.data.voxelize import GridSample
+from contrast3d.errors import DataError
 from contrast3d.evaluation.probes import ProbeCallback
 from contrast3d.evaluation.semseg_data import resolve_scene_split
 from contrast3d.io.pointcept import read_pointcept_scene
@@ -24,7 +25,7 @@ def scene_batches(scene_dirs: Sequence[Path], grid_size: float, feat_keys: Seque
     """
     batches = []
     for i, d in enumerate(scene_dirs):
-        vox = GridSample(grid_size, mode="train")(read_pointcept_scene(d), np.random.default_rng([seed, i]))
+        vox = GridSample(grid_size, mode="train").sample(read_pointcept_scene(d), np.random.default_rng([seed, i]))
         vox.meta.pop("inverse", None)
         batches.append(collate_points([vox], tuple(feat_keys)))
     return batches
@@ -42,20 +43,32 @@ def build_probe(data_dir: str | Path, grid_size: float, feat_keys: Sequence[str]
 
 
 def probe_backbone(init: str | Path, data_dir: str | Path, num_classes: int = 20, max_scenes: int = 8,
-                   grid_size: float | None = None, seed: int = 0) -> dict[str, Any]:
-    """Linear and kNN probe mIoU plus collapse statistics of a saved backbone."""
-    from contrast3d.viz.backbone_io import load_backbone
+                   grid_size: float | None = None, seed: int = 0, lenient: bool = False) -> dict[str, Any]:
+    """Linear and kNN probe mIoU plus collapse statistics of saved weights (any file
+    :func:`~contrast3d.models.pretrained.load_pretrained` reads), fed as its record says."""
+    from contrast3d.models.pretrained import load_pretrained
 
-    model, info = load_backbone(init)
-    probe = build_probe(data_dir, grid_size or info["grid_size"], info["feat_keys"], num_classes,
-                        max_scenes=max_scenes, seed=seed)
-    return {"init": str(init), **probe.evaluate(model)}
+    pre = load_pretrained(init, lenient=lenient)
+    grid = grid_size or pre.record.grid_size
+    if not grid:
+        raise DataError(init, "the weights record no grid_size; pass --grid-size")
+    probe = build_probe(data_dir, grid, pre.record.feat_keys, num_classes, max_scenes=max_scenes, seed=seed)
+    return {"init": str(init), **probe.evaluate(pre.model)}
 
 
-def pretrain_probe_hook(data_dir: str | Path, every: int, grid_size: float, feat_keys: Sequence[str],
-                        num_classes: int = 20):
-    """The engine's periodic callback running the probes on the method's backbone every ``every`` steps."""
+def pretrain_probe_hook(data_dir: str | Path, every: int, num_classes: int = 20):
+    """The engine's periodic callback running the probes on the objective's backbone every ``every``
+    steps; voxel size and input features come from the backbone's export record."""
     from contrast3d.engine.trainer import PeriodicCallback
 
-    probe = build_probe(data_dir, grid_size, feat_keys, num_classes, every=every, prefix="")
-    return PeriodicCallback(every, lambda ctx: probe.evaluate(ctx.method.backbone()), "probe")  # logged probe/<key>
+    resolve_scene_split(data_dir)  # a bad folder fails now, not at step K
+    probes: list[ProbeCallback] = []
+
+    def run(ctx) -> dict[str, float]:
+        if not probes:
+            record = ctx.method.exports()["backbone"].record
+            probes.append(build_probe(data_dir, record["grid_size"], record["feat_keys"], num_classes,
+                                      every=every, prefix=""))
+        return probes[0].evaluate(ctx.method.backbone())
+
+    return PeriodicCallback(every, run, "probe")  # logged probe/<key>

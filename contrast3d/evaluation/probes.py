@@ -214,9 +214,9 @@ class ProbeCallback:
         max_train_points: seeded subsample of the labelled train points per call.
         device: where features are computed; default the backbone's parameter device.
 
-    ``callback(step, backbone)`` returns ``{}`` off-schedule, else scalars such as
-    ``probe/linear_miou``, ``probe/knn_miou``, ``probe/feat_std``, ``probe/eff_rank``,
-    ``probe/seconds``.
+    :meth:`evaluate` returns scalars such as ``probe/linear_miou``, ``probe/knn_miou``,
+    ``probe/feat_std``, ``probe/eff_rank``, ``probe/seconds`` (the engine's periodic callback
+    decides when).
     """
 
     def __init__(self, train_batches: Iterable[PointBatch], val_batches: Iterable[PointBatch], num_classes: int,
@@ -230,11 +230,6 @@ class ProbeCallback:
         self.linear_kwargs, self.knn_kwargs = dict(linear_kwargs or {}), dict(knn_kwargs or {})
         self.max_train_points, self.device, self.seed, self.prefix = max_train_points, device, seed, prefix
 
-    def __call__(self, step: int, backbone: nn.Module) -> dict[str, float]:
-        if self.every <= 0 or step % self.every:
-            return {}
-        return self.evaluate(backbone)
-
     def evaluate(self, backbone: nn.Module) -> dict[str, float]:
         """Run the probes now (whatever the step) and return the scalars."""
         start = time.perf_counter()
@@ -244,10 +239,12 @@ class ProbeCallback:
             device = param.device if param is not None else torch.device("cpu")
         train = extract_features(backbone, self.train_batches, device)
         val = extract_features(backbone, self.val_batches, device)
-        if any(y is None for _, y in train + val):
+        train_labels = [l for _, l in train if l is not None]
+        val_labels = [l for _, l in val if l is not None]
+        if len(train_labels) < len(train) or len(val_labels) < len(val):
             raise ValueError("ProbeCallback needs labelled batches (PointBatch.segment is None)")
-        x, y = _labelled([f for f, _ in train], [l for _, l in train], self.max_train_points, self.seed)
-        xv, yv = concat_features([f for f, _ in val], [l for _, l in val])
+        x, y = _labelled([f for f, _ in train], train_labels, self.max_train_points, self.seed)
+        xv, yv = concat_features([f for f, _ in val], val_labels)
         p, out = self.prefix, {}
         if self.linear:
             s = linear_probe(x, y, xv, yv, self.num_classes, seed=self.seed, device=device, **self.linear_kwargs)

@@ -54,7 +54,8 @@ def predict_scene(model: nn.Module, cloud: PointCloud, *, grid_size: float,
     with its classification layer). The caller sets ``model.eval()``.
     """
     device = torch.device(device) if device is not None else _device_of(model)
-    fragments = GridSample(grid_size, mode="test")(CenterShift(apply_z=True)(cloud, None))
+    centred = CenterShift(apply_z=True)(cloud)  # deterministic: no rng needed
+    fragments = GridSample(grid_size, mode="test").fragments(centred)
     if max_fragments > 0:
         fragments = fragments[:max_fragments]
     votes: torch.Tensor | None = None

@@ -132,8 +132,10 @@ class LabelledGridSample:
 
     def __call__(self, cloud: PointCloud, rng: np.random.Generator) -> PointCloud:
         out = GridSample(self.grid_size, mode="train")(cloud, rng)
+        assert isinstance(out, PointCloud)  # train mode returns one cloud
         if cloud.segment is None:
             return out
+        assert out.segment is not None  # the sampled points keep the input's labels
         labelled = cloud.segment >= 0
         voxel_label = np.full(len(out), -1, np.int64)
         voxel_label[out.meta["inverse"][labelled]] = cloud.segment[labelled]

@@ -1,15 +1,16 @@
-"""The supervised segmentation model as a :class:`PretrainMethod`, so the engine trains it unchanged.
+"""The supervised segmentation model as a :class:`~contrast3d.engine.objective.TrainObjective`, so
+the engine trains it unchanged.
 
 :class:`SemsegModel` is a SpUNet with its ``final`` classification layer and a cross-entropy loss
-(``ignore_index=-1``); :func:`load_backbone_init` puts a pre-trained backbone (``backbone.safetensors``
-exported by the engine, keys of ``SpUNet(num_classes=0)``) into it: every matching key is loaded,
-``final`` stays freshly initialised, shape mismatches are refused with a message naming the file.
+(``ignore_index=-1``); :func:`load_backbone_init` puts pre-trained weights into it through the one
+loader (:func:`~contrast3d.models.pretrained.load_into`): every key but ``final.*`` must match
+(unless lenient), ``final`` stays freshly initialised. The fine-tuned network is exported with its
+head and a record (``num_classes``), so ``contrast3d evaluate``-style reuse rebuilds it exactly.
 """
 from __future__ import annotations
 
-import json
-import warnings
-from dataclasses import asdict, dataclass, field
+import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from contrast3d.engine.export import load_backbone_state
+from contrast3d.engine.objective import Export, TrainObjective
 from contrast3d.errors import DataError
-from contrast3d.evaluation.semseg_data import SemsegDataConfig, SemsegDataset, resolve_scene_split, train_transform
-from contrast3d.methods.base import MethodSpec, PretrainMethod
-from contrast3d.methods.common import BackboneConfig, build_backbone
+from contrast3d.evaluation.semseg_data import SemsegDataConfig
+from contrast3d.models.backbone import BackboneConfig, build_backbone, spunet_record
+from contrast3d.models.pretrained import LoadReport, load_into
 from contrast3d.structures import PointBatch, collate_points
 
 IGNORE_INDEX = -1
@@ -61,14 +62,14 @@ class SemsegConfig:
     bn_momentum: float | None = None
 
 
-class SemsegModel(PretrainMethod):
+class SemsegModel(TrainObjective):
     """SpUNet + classification layer trained with cross-entropy on ``batch.segment``."""
 
-    def __init__(self, cfg: SemsegConfig, model: SemsegModelConfig):
+    def __init__(self, cfg: SemsegConfig, model: SemsegModelConfig, data: SemsegDataConfig | None = None):
         super().__init__()
         if model.num_classes < 1:
             raise ValueError(f"model.num_classes must be >= 1 for segmentation, got {model.num_classes}")
-        self.cfg = cfg
+        self.cfg, self.model_cfg, self.data_cfg = cfg, model, data or SemsegDataConfig()
         self.num_classes = model.num_classes
         self.net = build_backbone(model, model.num_classes)
         if cfg.bn_momentum is not None:
@@ -77,8 +78,14 @@ class SemsegModel(PretrainMethod):
                     m.momentum = cfg.bn_momentum
 
     def backbone(self) -> nn.Module:
-        """The whole fine-tuned network (exported as ``backbone.safetensors`` at the end of training)."""
+        """The whole fine-tuned network, classification layer included."""
         return self.net
+
+    def exports(self) -> dict[str, Export]:
+        """The fine-tuned network with its head (``num_classes`` in the record)."""
+        record = spunet_record(self.net, self.model_cfg.preset, list(self.data_cfg.feat_keys), self.data_cfg.grid_size,
+                               extra={"class_names": list(self.data_cfg.class_names or [])})
+        return {"backbone": Export(self.net, record)}
 
     def forward(self, batch: PointBatch) -> dict[str, torch.Tensor]:
         target = batch.segment
@@ -112,96 +119,25 @@ class SemsegModel(PretrainMethod):
 
 
 # ----------------------------------------------------------------------------- init from pre-training
-@dataclass
-class InitReport:
-    """What :func:`load_backbone_init` did: ``loaded`` / ``missing`` (model keys not in the file,
-    normally only ``final.*``) / ``unexpected`` (file keys the model lacks) / ``skipped`` (``final.*``
-    of the file, never loaded)."""
+def load_backbone_init(net: nn.Module, path: str | Path, model: SemsegModelConfig | None = None,
+                       lenient: bool = False) -> LoadReport:
+    """Load the pre-trained weights at ``path`` (anything :func:`~contrast3d.models.pretrained.load_pretrained`
+    reads) into ``net``, every key but ``final.*`` (the new classification layer stays fresh).
 
-    path: str
-    loaded: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["num_loaded"] = len(self.loaded)
-        del out["loaded"]
-        return out
-
-    def summary(self) -> str:
-        return (f"init {self.path}: loaded {len(self.loaded)} tensors; missing {len(self.missing)} "
-                f"({', '.join(self.missing[:4])}{' ...' if len(self.missing) > 4 else ''}); "
-                f"unexpected {len(self.unexpected)}; skipped {len(self.skipped)}")
-
-
-def _sidecar_hint(path: Path, model: SemsegModelConfig | None) -> str:
-    """Which model the file was exported from, read from its ``.json`` sidecar (when present)."""
-    try:
-        saved = json.loads(path.with_suffix(".json").read_text()).get("config", {}).get("model", {})
-    except (OSError, ValueError, AttributeError):
-        return ""
-    if not isinstance(saved, dict) or "preset" not in saved:
-        return ""
-    hint = f"; it was exported from model.preset={saved['preset']} in_channels={saved.get('in_channels')}"
-    if model is not None:
-        hint += (f" (fine-tuning model: preset={model.preset} in_channels={model.in_channels}); "
-                 f"use --set model.preset={saved['preset']} --set model.in_channels={saved.get('in_channels')}")
-    return hint
-
-
-def load_backbone_init(net: nn.Module, path: str | Path, model: SemsegModelConfig | None = None) -> InitReport:
-    """Load the pre-trained backbone at ``path`` into ``net`` (all matching keys but ``final.*``).
-
-    Raises :class:`DataError` naming the file when it is unreadable, when a shared key has a
-    different shape (another preset / input width), or when no key matches at all.
+    Raises :class:`DataError` naming the file for an unreadable file, a record of another preset
+    or input width than ``model`` (with the ``--set`` that fixes it), or a partial load, unless
+    ``lenient``.
     """
-    path = Path(path)
-    state = load_backbone_state(path)
-    own = net.state_dict()
-    report = InitReport(str(path))
-    report.skipped = sorted(k for k in state if k.startswith("final."))
-    body = {k: v for k, v in state.items() if not k.startswith("final.")}
-    bad = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in body.items() if k in own and v.shape != own[k].shape]
-    if bad:
-        k, got, want = bad[0]
-        raise DataError(path, f"backbone shapes do not match the fine-tuning model: {len(bad)} tensor(s) differ, "
-                              f"e.g. '{k}' is {list(got)} in the file but {list(want)} in the model"
-                              f"{_sidecar_hint(path, model)}")
-    loadable = {k: v for k, v in body.items() if k in own}
-    if not loadable:
-        raise DataError(path, f"none of its {len(state)} tensors matches a SpUNet key: not a backbone export "
-                              f"of this project?")
-    report.loaded = sorted(loadable)
-    report.missing = [k for k in own if k not in loadable]
-    report.unexpected = sorted(k for k in body if k not in own)
-    missing_body = [k for k in report.missing if not k.startswith("final.")]
-    if missing_body or report.unexpected:
-        warnings.warn(f"{path}: {len(missing_body)} backbone tensor(s) missing, {len(report.unexpected)} unexpected")
-    with torch.no_grad():
-        for k, v in loadable.items():
-            own[k].copy_(v.to(own[k].dtype))
+    expect = {"preset": model.preset, "in_channels": model.in_channels} if model is not None else None
+    report, _ = load_into(net, path, lenient=lenient, skip=("final.",), expect=expect)
     return report
 
 
-# ----------------------------------------------------------------------------- spec
-def _build_dataset(root: str, cfg: SemsegDataConfig) -> SemsegDataset:
-    """Every training scene of ``root`` with all labels (the label budget is applied by fine-tuning)."""
-    split = resolve_scene_split(root, cfg.val_fraction)
-    return SemsegDataset(split.train, train_transform(cfg), on_error="raise" if cfg.strict else "skip",
-                         keep_raw=cfg.cache_scenes)
-
-
+# ----------------------------------------------------------------------------- data
 def semseg_collate(cfg: SemsegDataConfig):
     """``list[PointCloud] -> PointBatch`` with the configured input features (picklable)."""
-    import functools
-
     return functools.partial(collate_points, feat_keys=tuple(cfg.feat_keys))
 
 
-SPEC = MethodSpec(
-    config_cls=SemsegConfig, method_cls=SemsegModel, build_dataset=_build_dataset, build_collate=semseg_collate,
-    model_config_cls=SemsegModelConfig, data_config_cls=SemsegDataConfig,
-    description="supervised semantic segmentation (cross-entropy) for fine-tuning",
-)
+#: Section classes of a fine-tuning run config.
+SECTIONS = {"data": SemsegDataConfig, "model": SemsegModelConfig, "method": SemsegConfig}

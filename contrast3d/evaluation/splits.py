@@ -27,7 +27,7 @@ class LabelBudget:
     value: float = 100.0
 
     @classmethod
-    def parse(cls, spec: str | None) -> "LabelBudget":
+    def parse(cls, spec: str | None) -> LabelBudget:
         """``None``/``"all"``/``"100%"`` -> all; ``"1%"`` -> 1 % of scenes; ``"20pts"``/``"20"`` ->
         20 points per scene."""
         if spec is None or spec.strip().lower() in ("", "all", "100%"):
@@ -62,7 +62,7 @@ class LabelSplit:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "LabelSplit":
+    def load(cls, path: str | os.PathLike) -> LabelSplit:
         return cls(**json.loads(Path(path).read_text()))
 
     def mask_labels(self, scene: str, segment: np.ndarray) -> np.ndarray:

@@ -5,12 +5,11 @@ from pathlib import Path
 
 from contrast3d.errors import DataError
 from contrast3d.io._common import PathLike
-from contrast3d.io.mesh_text import read_off, read_obj
+from contrast3d.io.mesh_text import read_obj, read_off
 from contrast3d.io.ply import read_ply_auto
 from contrast3d.io.pointcept import is_pointcept_scene, read_pointcept_scene
 from contrast3d.io.s3dis import is_s3dis_room, read_s3dis_room
-from contrast3d.io.scannet import (is_scannet_objects, is_scannet_scan, read_scannet_objects,
-                                   read_scannet_scan)
+from contrast3d.io.scannet import is_scannet_objects, is_scannet_scan, read_scannet_objects, read_scannet_scan
 from contrast3d.io.semantickitti import find_label_file, read_semantickitti
 from contrast3d.structures import PointCloud, TriangleMesh
 

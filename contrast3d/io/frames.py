@@ -83,10 +83,12 @@ def read_color(path: str | Path, size: tuple[int, int] | None = None) -> np.ndar
     ``size``: ``(H, W)`` to resize to (bilinear), or ``None`` to keep the file's size.
     """
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
+        with Image.open(path) as src:
+            im = src.convert("RGB")
             if size is not None and (im.height, im.width) != tuple(size):
-                im = im.resize((int(size[1]), int(size[0])), Image.BILINEAR)
+                # Image.BILINEAR is set on the module by setattr, so Pillow's inline types miss it;
+                # Image.Resampling would need Pillow >= 9.1 (pyproject allows 9.0).
+                im = im.resize((int(size[1]), int(size[0])), Image.BILINEAR)  # type: ignore[attr-defined]
             rgb = np.asarray(im, dtype=np.uint8)
     except Exception as exc:  # noqa: BLE001 -- PIL / zip readers raise many types
         raise DataError(path, f"unreadable colour image ({exc.__class__.__name__}: {exc})") from None

@@ -124,8 +124,9 @@ def _binary_element(data: bytes, pos: int, element: PlyElement, order: str, sour
         if remaining < element.count * dtype.itemsize:
             raise _truncated(source, element, remaining // dtype.itemsize)
         rows = np.frombuffer(data, dtype=dtype, count=element.count, offset=pos)
-        out = {p.name: rows[p.name].astype(rows.dtype[p.name].newbyteorder("=")) for p in element.properties}
-        return out, pos + element.count * dtype.itemsize
+        scalars: ElementData = {p.name: rows[p.name].astype(rows.dtype[p.name].newbyteorder("="))
+                                for p in element.properties}
+        return scalars, pos + element.count * dtype.itemsize
     props = element.properties
     min_row = sum(np.dtype(p.count_type if p.is_list else p.type).itemsize for p in props)
     if remaining < element.count * min_row:
@@ -135,6 +136,7 @@ def _binary_element(data: bytes, pos: int, element: PlyElement, order: str, sour
                 else np.zeros(0, p.type) for p in props}, pos
     if len(props) == 1:  # fast path: one list property with a constant length (triangles)
         p = props[0]
+        assert p.count_type is not None  # the element has lists and this is its only property
         ctype = np.dtype(order + p.count_type)
         k = int(np.frombuffer(data, ctype, 1, pos)[0])
         if 0 <= k and element.count * (ctype.itemsize + k * np.dtype(p.type).itemsize) <= remaining:
@@ -148,7 +150,7 @@ def _binary_element(data: bytes, pos: int, element: PlyElement, order: str, sour
     is_list = np.array([p.is_list for p in props])
     size = np.array([np.dtype(p.type).itemsize for p in props], np.int64)
     csize = np.array([np.dtype(p.count_type).itemsize if p.is_list else 0 for p in props], np.int64)
-    csigned = np.array([p.is_list and p.count_type[0] == "i" for p in props])
+    csigned = np.array([p.count_type is not None and p.count_type[0] == "i" for p in props])
     offs, counts, end, status, row = _walk_binary(buf, pos, element.count, is_list, size, csize, csigned,
                                                   order == ">")
     if status == 1:

@@ -37,15 +37,15 @@ def _parse_object(file: Path) -> np.ndarray:
     except ValueError:
         pass
     # Slow path: clean and check line by line to tolerate the known quirks or name the bad line.
-    rows = []
+    parsed: list[list[float]] = []
     for lineno, line in enumerate(data.split(b"\n"), start=1):
         parts = _JUNK.sub(b"", line).split()
         if not parts:
             continue
         if len(parts) < 6 or not all(_NUMBER.match(p) for p in parts[:6]):
             raise DataError(file, f"line {lineno}: expected 'x y z r g b', got {line[:80].decode('latin-1')!r}")
-        rows.append([float(p) for p in parts[:6]])
-    return np.array(rows, np.float64).reshape(-1, 6)
+        parsed.append([float(p) for p in parts[:6]])
+    return np.array(parsed, np.float64).reshape(-1, 6)
 
 
 def is_s3dis_room(path: PathLike) -> bool:

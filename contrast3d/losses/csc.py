@@ -136,7 +136,7 @@ def partition_ids(anchor_coord: torch.Tensor, key_coord: torch.Tensor | None = N
         dist = torch.sqrt(dx * dx + dy * dy + dz * dz)
         part = (dist >= r2).long() * num_angles + _angle_bins(dx, dy, dz, num_angles, angle_mode)
         excluded = dist < r1
-        if batch is not None:
+        if batch is not None and key_batch is not None:  # key_batch was defaulted to batch above
             excluded |= batch[rows, None] != key_batch[None, :].to(batch.device)
         out[rows] = part.masked_fill_(excluded, -1)
     return out

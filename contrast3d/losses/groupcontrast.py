@@ -248,6 +248,8 @@ def update_center(center: torch.Tensor, teacher_logits: torch.Tensor, momentum: 
 class TeacherCenter(nn.Module):
     """The centre ``c`` as a buffer (saved in checkpoints) with its EMA update (:func:`update_center`)."""
 
+    center: torch.Tensor  # (num_prototypes,) buffer registered in __init__
+
     def __init__(self, num_prototypes: int = 32, momentum: float = 0.9):
         super().__init__()
         self.momentum = momentum
@@ -336,9 +338,10 @@ def semantic_contrast_loss(query: torch.Tensor, key: torch.Tensor, query_group: 
     if normalize:
         query, key = F.normalize(query, dim=1), F.normalize(key, dim=1)
     qg, kg = query_group.long(), key_group.long()
-    qa = query_assign.detach() if confidence else None
-    ka = key_assign.detach() if confidence else None
-    m = match.long() if positives == "matched" else None
+    # (the checks above make confidence imply both assignments, and "matched" imply match)
+    qa = query_assign.detach() if confidence and query_assign is not None else None
+    ka = key_assign.detach() if confidence and key_assign is not None else None
+    m = match.long() if positives == "matched" and match is not None else None
     if query_scene is None or key_scene is None:
         total, count = _eq8_block(query, key, qg, kg, qa, ka, m, tau)
         return total / max(count, 1)

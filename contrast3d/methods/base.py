@@ -1,79 +1,77 @@
-"""The interface between a pre-training method and the engine.
+"""What a pre-training method is: a :class:`PretrainMethod` and the :class:`MethodSpec` naming it.
 
 A method is one module in :mod:`contrast3d.methods` holding
 
 * a typed config dataclass (loss and head hyper-parameters, e.g. ``PointContrastConfig``) whose
   fields all have defaults,
-* a :class:`PretrainMethod` subclass built as ``MethodClass(method_cfg, model_cfg)``,
-* ``SPEC = MethodSpec(...)`` naming those plus the ``model`` and ``data`` config classes and how
-  to build the dataset and its collate function,
+* a :class:`PretrainMethod` subclass built as ``MethodClass(method_cfg, model_cfg, data_cfg)``,
+* ``SPEC = MethodSpec(...)`` naming those, the ``model`` and ``data`` config classes, how to build
+  the dataset and its collate function, and its own tiny smoke settings and smoke data,
 
 and one line in ``contrast3d/methods/__init__.py`` (``METHODS["name"] = module.SPEC``) plus an
-optional preset ``contrast3d/configs/pretrain/<name>.yaml``. The engine never needs to change.
-
-The engine calls, per step::
-
-    out = method(batch)                 # dict: "loss" (scalar, differentiable) + logged scalars
-    out["loss"].backward(); optimizer.step(); scheduler.step()
-    method.on_step_end(step, max_steps) # momentum / EMA teacher updates, schedules of the method
-
-and at the end exports ``method.backbone().state_dict()`` as safetensors.
+optional preset ``contrast3d/configs/pretrain/<name>.yaml``. The engine never changes: it trains
+any :class:`~contrast3d.engine.objective.TrainObjective` (hooks, frozen modules, parameter groups,
+exports are described there).
 """
 from __future__ import annotations
 
-import abc
-from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-import torch
-from torch import nn
 from torch.utils.data import Dataset
 
+from contrast3d.engine.objective import Export, TrainObjective
+from contrast3d.models.backbone import spunet_record
+from contrast3d.models.spunet import SpUNet
 
-class PretrainMethod(nn.Module, metaclass=abc.ABCMeta):
-    """Base class of every pre-training method (heads, losses, teachers around a backbone).
 
-    Subclasses implement :meth:`forward` and :meth:`backbone`; the hooks have no-op defaults.
-    Everything that must be saved (student, teacher, prototypes, centering buffers) is a
-    sub-module, parameter or buffer, so the method's ``state_dict`` is the whole training state.
+class PretrainMethod(TrainObjective):
+    """Base class of the pre-training methods: a :class:`TrainObjective` that remembers its
+    ``model`` and ``data`` sections, so the default :meth:`exports` writes the 3D backbone with a
+    complete record (preset, widths, ``feat_keys``, ``grid_size``).
+
+    Subclasses call ``super().__init__(model_cfg, data_cfg)`` and implement ``forward`` and
+    ``backbone``.
     """
 
-    @abc.abstractmethod
-    def forward(self, batch: Any) -> dict[str, torch.Tensor]:
-        """Loss and logged scalars for one batch.
+    def __init__(self, model_cfg: Any, data_cfg: Any):
+        super().__init__()
+        self.model_cfg, self.data_cfg = model_cfg, data_cfg
 
-        Returns:
-            ``{"loss": scalar tensor with grad, **other 0-d tensors or floats to log}``. Every
-            value is checked for finiteness by the engine; keep the dict small.
-        """
+    def backbone_record(self) -> dict[str, Any]:
+        """Record fields of the exported 3D backbone."""
+        net = self.backbone()
+        if not isinstance(net, SpUNet):
+            raise TypeError(f"{type(self).__name__}.backbone() is a {type(net).__name__}, not a SpUNet: "
+                            "override backbone_record")
+        return spunet_record(net, getattr(self.model_cfg, "preset", "custom"),
+                             list(getattr(self.data_cfg, "feat_keys", [])), getattr(self.data_cfg, "grid_size", None))
 
-    @abc.abstractmethod
-    def backbone(self) -> nn.Module:
-        """The network exported after pre-training (its ``state_dict`` keys are the export's keys)."""
-
-    def on_step_end(self, step: int, max_steps: int) -> None:
-        """Called after every optimizer step; ``step`` counts steps done (1 after the first)."""
-
-    def param_groups(self) -> list[dict[str, Any]] | None:
-        """Optimizer parameter groups (``{"params": [...], "lr_scale": 0.1, ...}``), or ``None`` for all."""
-        return None
+    def exports(self) -> dict[str, Export]:
+        return {"backbone": Export(self.backbone(), self.backbone_record(), pointcept=True)}
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """Everything the engine needs to run one method.
+    """Everything needed to run one method (and to smoke-test it).
 
     Attributes:
         config_cls: the ``method`` section dataclass (losses, heads, momentum ...).
-        method_cls: the :class:`PretrainMethod` subclass, called as ``method_cls(method_cfg, model_cfg)``.
-        build_dataset: ``(root, data_cfg) -> Dataset`` of training samples. The dataset may define
-            ``get_sample(index, rng: numpy.random.Generator)`` to receive a per-sample generator
-            (see :mod:`contrast3d.engine.data`); otherwise it uses the reseeded global RNGs.
-        build_collate: ``data_cfg -> callable(list of samples) -> batch``; the batch should have
-            ``.to(device)`` (``PointBatch``/``PairBatch``) or be tensors in dicts/lists/tuples.
-        model_config_cls: the ``model`` section dataclass (backbone widths ...).
-        data_config_cls: the ``data`` section dataclass (voxel size, augmentation ...).
-        description: one line for ``contrast3d pretrain --help``.
+        method_cls: the :class:`PretrainMethod` subclass, called as
+            ``method_cls(method_cfg, model_cfg, data_cfg)``.
+        build_dataset: ``(root, data_cfg) -> Dataset`` of training samples; it should define
+            ``get_sample(index, rng: numpy.random.Generator)`` so augmentation follows the run seed
+            (:mod:`contrast3d.engine.data`).
+        build_collate: ``data_cfg -> callable(list of samples) -> batch`` (picklable); the batch
+            has ``.to(device)`` or is tensors in dicts/lists/tuples.
+        model_config_cls, data_config_cls: the ``model`` and ``data`` section dataclasses.
+        description: one line for ``contrast3d pretrain --list``.
+        smoke: nested config values for a seconds-long CPU run (``{"model": {...}, "data": {...}}``),
+            used by the contract tests and ``--smoke`` runs.
+        smoke_data: ``folder -> data root``: writes tiny data the method trains on (default: two
+            simulated scenes prepared as RGB-D frame pairs).
     """
 
     config_cls: type
@@ -83,10 +81,22 @@ class MethodSpec:
     model_config_cls: type
     data_config_cls: type
     description: str = ""
+    smoke: dict[str, Any] = field(default_factory=dict)
+    smoke_data: Callable[[Path], str] | None = None
 
-    def build_method(self, method_cfg: Any, model_cfg: Any) -> PretrainMethod:
+    def sections(self) -> dict[str, type]:
+        """The section classes typing a run config's ``data``/``model``/``method``."""
+        return {"data": self.data_config_cls, "model": self.model_config_cls, "method": self.config_cls}
+
+    def build_method(self, method_cfg: Any, model_cfg: Any, data_cfg: Any) -> PretrainMethod:
         """Instantiate the method and check it is a :class:`PretrainMethod`."""
-        method = self.method_cls(method_cfg, model_cfg)
+        factory: Callable[..., Any] = self.method_cls  # subclasses take (method_cfg, model_cfg, data_cfg)
+        method = factory(method_cfg, model_cfg, data_cfg)
         if not isinstance(method, PretrainMethod):
             raise TypeError(f"{self.method_cls.__name__} must subclass PretrainMethod")
         return method
+
+    def build(self, cfg: Any) -> tuple[PretrainMethod, Dataset, Callable[[list], Any]]:
+        """``(method, dataset, collate)`` of a resolved run config (the engine's run builder)."""
+        method = self.build_method(cfg.method, cfg.model, cfg.data)
+        return method, self.build_dataset(cfg.data_root, cfg.data), self.build_collate(cfg.data)

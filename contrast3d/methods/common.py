@@ -1,9 +1,12 @@
-"""Config sections and builders shared by the view-pair methods (backbone, pair data, collate)."""
+"""Config sections and builders shared by the view-pair methods (pair data, collate, smoke data).
+
+``BackboneConfig``/``build_backbone`` live in :mod:`contrast3d.models.backbone` and are re-exported
+here for the methods' convenience.
+"""
 from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,44 +19,11 @@ from contrast3d.data.frame_dataset import SCENE_FILE, FramePairDataset
 from contrast3d.data.scene_dataset import HolisticPairDataset, find_scene_dirs
 from contrast3d.data.voxelize import GridSample
 from contrast3d.errors import DataError
-from contrast3d.models import SpUNet, create_spunet
-from contrast3d.structures import PairBatch, ViewPair, collate_pairs
+from contrast3d.models.backbone import BackboneConfig, build_backbone
+from contrast3d.structures import MultiView, ViewBatch, collate_views
 
-
-@dataclass
-class BackboneConfig:
-    """The ``model`` section: which SpUNet and its input width.
-
-    Attributes:
-        preset: a key of :data:`contrast3d.models.SPUNET_PRESETS` (``spunet34`` = Pointcept
-            SpUNetBase, ``spunet-tiny`` for CPU).
-        in_channels: input feature width; must equal the width of ``data.feat_keys``
-            (colour + normal = 6).
-        backend: ``auto`` (spconv on CUDA when installed, else the pure-PyTorch convs), ``torch``
-            or ``spconv``.
-    """
-
-    preset: str = "spunet34"
-    in_channels: int = 6
-    backend: Literal["auto", "torch", "spconv"] = "auto"
-
-
-def resolve_backend(name: str) -> str:
-    """``auto`` -> ``spconv`` only with CUDA and spconv importable (never on CPU), else ``torch``."""
-    if name != "auto":
-        return name
-    import torch
-
-    from contrast3d.sparse.backend import backend_for
-
-    if os.environ.get("CONTRAST3D_SPARSE_BACKEND") == "torch" or not torch.cuda.is_available():
-        return "torch"
-    return backend_for(torch.device("cuda"))
-
-
-def build_backbone(cfg: BackboneConfig, num_classes: int = 0) -> SpUNet:
-    """The SpUNet of ``cfg`` (``num_classes=0``: per-point features for pre-training)."""
-    return create_spunet(cfg.preset, cfg.in_channels, num_classes, backend=resolve_backend(cfg.backend))
+__all__ = ["BackboneConfig", "build_backbone", "PairDataConfig", "view_transform", "build_pair_dataset",
+           "pair_collate", "smoke_frame_pairs", "smoke_scenes"]
 
 
 @dataclass
@@ -62,7 +32,8 @@ class PairDataConfig:
 
     Attributes:
         grid_size: voxel edge in metres (PointContrast: 2.5 cm).
-        feat_keys: per-point arrays concatenated into the backbone input.
+        feat_keys: per-point arrays concatenated into the backbone input (``[ones]``: geometry
+            only, a constant 1 per point, as the official PointContrast code).
         match_radius: correspondence radius in metres (1.5 voxels).
         rotation: ``so3`` (independent rotation about x, y and z, as PointContrast's code),
             ``z`` (about the up axis only) or ``none``.
@@ -127,6 +98,38 @@ def build_pair_dataset(root: str, cfg: PairDataConfig) -> Dataset:
     return HolisticPairDataset(scenes, view_transform(cfg, holistic=True), cfg.match_radius, on_error=on_error)
 
 
-def pair_collate(cfg: PairDataConfig) -> Callable[[list[ViewPair]], PairBatch]:
-    """``list[ViewPair] -> PairBatch`` with the configured input features (picklable)."""
-    return functools.partial(collate_pairs, feat_keys=tuple(cfg.feat_keys))
+def pair_collate(cfg: PairDataConfig) -> Callable[[list[MultiView]], ViewBatch]:
+    """``list[MultiView] -> ViewBatch`` with the configured input features (picklable)."""
+    return functools.partial(collate_views, feat_keys=tuple(cfg.feat_keys))
+
+
+def smoke_frame_pairs(folder: Path) -> str:
+    """Two tiny simulated scenes rendered to RGB-D frames and prepared as frame pairs (the default
+    smoke data of view-pair methods); returns the prepared root."""
+    from contrast3d.data.prepare import run_prepare
+    from contrast3d.data.scene_jobs import find_sequences
+    from contrast3d.simulate.batch import simulate_scenes
+
+    sim = Path(folder) / "sim"
+    simulate_scenes([11, 12], sim, frames=6, width=96, height=72, density=300.0, workers=1)
+    inputs, ignored = find_sequences(sim)
+    out = Path(folder) / "pairs"
+    run_prepare("rgbd", inputs, out, {"frame_skip": 1, "voxel_size": 0.05, "min_overlap": 0.2, "segments": True},
+                workers=1, quiet=True, ignored=ignored)
+    return str(out)
+
+
+def smoke_scenes(folder: Path) -> str:
+    """Two tiny simulated scenes prepared as Pointcept folders with normals and superpoints
+    (``contrast3d prepare scenes``), the smoke data of single-scene methods; returns the root."""
+    from contrast3d.data.prepare import run_prepare
+    from contrast3d.data.scene_jobs import find_scene_inputs
+    from contrast3d.simulate import simulate_scene
+
+    sim = Path(folder) / "sim"
+    for seed in (11, 12):
+        simulate_scene(seed, sim, n_frames=0, density=300.0)
+    inputs, ignored = find_scene_inputs([sim / "pointcept"])
+    out = Path(folder) / "scenes"
+    run_prepare("scenes", inputs, out, {"segments": True}, workers=1, quiet=True, ignored=ignored)
+    return str(out)

@@ -19,9 +19,15 @@ from torch import nn
 
 from contrast3d.losses import hardest_contrastive, point_info_nce
 from contrast3d.methods.base import MethodSpec, PretrainMethod
-from contrast3d.methods.common import (BackboneConfig, PairDataConfig, build_backbone, build_pair_dataset,
-                                       pair_collate)
-from contrast3d.structures import PairBatch
+from contrast3d.methods.common import (
+    BackboneConfig,
+    PairDataConfig,
+    build_backbone,
+    build_pair_dataset,
+    pair_collate,
+    smoke_frame_pairs,
+)
+from contrast3d.structures import ViewBatch
 
 
 @dataclass
@@ -56,15 +62,15 @@ def sample_rows(count: int, num: int, device: torch.device) -> torch.Tensor:
 class PointContrast(PretrainMethod):
     """Shared backbone applied to both views; loss on matched point features."""
 
-    def __init__(self, cfg: PointContrastConfig, model: BackboneConfig):
-        super().__init__()
+    def __init__(self, cfg: PointContrastConfig, model: BackboneConfig, data: PairDataConfig):
+        super().__init__(model, data)
         self.cfg = cfg
         self.net = build_backbone(model)
 
     def backbone(self) -> nn.Module:
         return self.net
 
-    def forward(self, batch: PairBatch) -> dict[str, torch.Tensor]:
+    def forward(self, batch: ViewBatch) -> dict[str, torch.Tensor]:
         f1 = self.net(batch.view1)
         f2 = self.net(batch.view2)
         pick = sample_rows(batch.matches.shape[0], self.cfg.num_matches, f1.device)
@@ -96,4 +102,8 @@ SPEC = MethodSpec(
     build_dataset=build_pair_dataset, build_collate=pair_collate,
     model_config_cls=BackboneConfig, data_config_cls=PairDataConfig,
     description="PointContrast: PointInfoNCE / hardest-contrastive between overlapping views",
+    smoke={"model": {"preset": "spunet-tiny"},
+           "data": {"grid_size": 0.1, "match_radius": 0.15, "max_points": 3000, "strict": True},
+           "method": {"num_matches": 256, "num_negatives": 128}},
+    smoke_data=smoke_frame_pairs,
 )

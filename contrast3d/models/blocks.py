@@ -91,7 +91,7 @@ def get_sparse_ops(backend: str | ModuleType | None = None, ndim: int = 3) -> Sp
         ops = SparseOps(backend.__name__, ndim, backend.__name__)
     else:
         raise ValueError(f"unknown sparse backend {backend!r} (use 'torch', 'spconv' or a module)")
-    ops.module  # import now so a missing backend fails at construction
+    _ = ops.module  # import now so a missing backend fails at construction
     return ops
 
 
@@ -193,8 +193,9 @@ def init_weights(module: nn.Module, ops: SparseOps) -> None:
     weight 1 / bias 0; strided and inverse convs keep their backend's default init."""
     if isinstance(module, (ops.subm, PointwiseConv)):
         nn.init.trunc_normal_(module.weight, std=0.02)
-        if getattr(module, "bias", None) is not None:
-            nn.init.zeros_(module.bias)
+        bias = getattr(module, "bias", None)
+        if bias is not None:
+            nn.init.zeros_(bias)
     elif isinstance(module, nn.BatchNorm1d):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)

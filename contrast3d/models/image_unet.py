@@ -104,6 +104,12 @@ class ResNetBasicBlock(nn.Module):
 class ResNetEncoder(nn.Module):
     """torchvision-layout ResNet trunk (no ``avgpool``/``fc``) returning the five U-Net skip maps."""
 
+    # registered with add_module (torchvision names) in __init__
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, layers=(3, 4, 6, 3), widths=(64, 128, 256, 512)):
         super().__init__()
         self.conv1 = nn.Conv2d(3, widths[0], 7, 2, 3, bias=False)
@@ -154,6 +160,10 @@ class UNetDecoderStage(nn.Module):
 
 class ImageUNet(nn.Module):
     """ResNet encoder + U-Net decoder producing ``out_channels`` features per pixel (module docstring)."""
+
+    # non-persistent buffers registered in __init__: ImageNet mean / std, (1, 3, 1, 1)
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, config: ImageUNetConfig | None = None):
         super().__init__()
@@ -217,7 +227,7 @@ def load_imagenet_resnet34(model: nn.Module, path: str | os.PathLike) -> list[st
         DataError: unreadable file, not a mapping of tensors, or a key/shape mismatch (naming the first
             missing, unexpected or wrongly shaped keys). The model is left unchanged then.
     """
-    encoder = model.encoder if hasattr(model, "encoder") else model
+    encoder: nn.Module = getattr(model, "encoder", model)
     try:
         state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except Exception as err:  # any read failure is a problem of this file

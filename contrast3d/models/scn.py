@@ -66,11 +66,13 @@ class SiameseCorrespondence(nn.Module):
             raise ValueError(f"unknown score activation {activation!r}")
         self.channels, self.m, self.score_maps, self.activation = channels, m, score_maps, activation
         hidden = channels if hidden is None else hidden
-        self.h = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, channels)) \
-            if score_maps else None
+        self.h: nn.Sequential | None = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(),
+                                                     nn.Linear(hidden, channels)) if score_maps else None
 
     def scores(self, fmap: torch.Tensor) -> torch.Tensor:
         """``S = h(E)`` for a map (or any ``(..., f_c)`` tensor)."""
+        if self.h is None:
+            raise RuntimeError("scores() needs score_maps=True")
         s = self.h(fmap)
         return torch.sigmoid(s) if self.activation == "sigmoid" else s
 

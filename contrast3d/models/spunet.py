@@ -19,14 +19,22 @@ variant (``grid_coord`` ``(N, 4)`` = x, y, z, t) used by 4DContrast.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from contrast3d.models.blocks import (BasicBlock, block_sequence, get_sparse_ops, init_weights, make_norm,
-                                      pointwise_conv, sparse_input_is_valid)
+from contrast3d.models.blocks import (
+    BasicBlock,
+    block_sequence,
+    get_sparse_ops,
+    init_weights,
+    make_norm,
+    pointwise_conv,
+    sparse_input_is_valid,
+)
 from contrast3d.structures import PointBatch
 
 DEFAULT_CHANNELS = (32, 64, 128, 256, 256, 128, 96, 96)
@@ -124,7 +132,8 @@ class SpUNet(nn.Module):
         (``(N, in_channels)`` float32) and ``batch.batch`` (``(N,)`` scene index).
         """
         coord, feat = batch.grid_coord, batch.feat
-        scene = batch.batch if batch.batch is not None else torch.zeros(len(coord), dtype=torch.long)
+        scene = batch.batch if batch.batch is not None else torch.zeros(len(coord), dtype=torch.long,
+                                                                        device=coord.device)
         if coord.ndim != 2 or coord.shape[1] != self.ndim:
             raise ValueError(f"grid_coord must have shape (N, {self.ndim}), got {tuple(coord.shape)}")
         if feat.ndim != 2 or feat.shape != (coord.shape[0], self.in_channels):
@@ -172,6 +181,6 @@ def _merge_duplicate_voxels(coord: torch.Tensor, feat: torch.Tensor, scene: torc
     m = uniq.numel()
     counts = torch.bincount(inverse, minlength=m).clamp_min(1).to(feat.dtype)
     pooled = feat.new_zeros((m, feat.shape[1])).index_add_(0, inverse, feat) / counts[:, None]
-    first = torch.full((m,), key.numel(), dtype=torch.int64).scatter_reduce_(
-        0, inverse, torch.arange(key.numel()), reduce="amin")
+    first = torch.full((m,), key.numel(), dtype=torch.int64, device=key.device).scatter_reduce_(
+        0, inverse, torch.arange(key.numel(), device=key.device), reduce="amin")
     return coord[first], pooled, scene[first], inverse

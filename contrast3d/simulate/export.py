@@ -23,6 +23,7 @@ from PIL import Image
 from contrast3d.io._common import replace_dir
 from contrast3d.io.ply_write import write_ply
 from contrast3d.io.pointcept import write_pointcept_scene
+from contrast3d.simulate.meshbuilder import vertex_field
 from contrast3d.simulate.render import Frame, Renderer
 from contrast3d.simulate.scene import SimScene, generate_scene
 from contrast3d.simulate.trajectory import camera_trajectory
@@ -48,12 +49,13 @@ def sample_surface(mesh: TriangleMesh, density: float, rng: np.random.Generator,
     w = np.stack([1 - r1, r1 * (1 - r2), r1 * r2], 1)
     f = faces[fi]
     coord = (v[f] * w[:, :, None]).sum(1)
-    color = (mesh.vertex_color[f] * w[:, :, None]).sum(1)
-    normal = (mesh.vertex_normal[f] * w[:, :, None]).sum(1)
+    color = (vertex_field(mesh, "vertex_color")[f] * w[:, :, None]).sum(1)
+    normal = (vertex_field(mesh, "vertex_normal")[f] * w[:, :, None]).sum(1)
     normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
     return PointCloud(coord=coord.astype(np.float32), color=np.clip(color, 0, 1).astype(np.float32),
-                      normal=normal.astype(np.float32), segment=mesh.vertex_segment[f[:, 0]].copy(),
-                      instance=mesh.vertex_instance[f[:, 0]].copy(), extra={"face": face_ids[fi].astype(np.int32)},
+                      normal=normal.astype(np.float32), segment=vertex_field(mesh, "vertex_segment")[f[:, 0]].copy(),
+                      instance=vertex_field(mesh, "vertex_instance")[f[:, 0]].copy(),
+                      extra={"face": face_ids[fi].astype(np.int32)},
                       meta={"name": mesh.meta.get("name", "")})
 
 
@@ -93,7 +95,7 @@ def export_scene(scene: SimScene, out: str | os.PathLike, frames: Iterable[Frame
         m = scene.mesh
         ply_mesh = TriangleMesh(m.vertices, m.faces, vertex_color=m.vertex_color, vertex_normal=m.vertex_normal,
                                 vertex_instance=m.vertex_instance,
-                                vertex_extra={"label": m.vertex_segment.astype(np.int32)})
+                                vertex_extra={"label": vertex_field(m, "vertex_segment").astype(np.int32)})
         write_ply(tmp / f"{scene.name}_mesh.ply", ply_mesh, binary=True)
         meta = {"scene": scene.name, "seed": scene.seed, "height": scene.plan.height, "frames": n,
                 "rooms": [{"id": r.id, "kind": r.kind, "rects": r.rects} for r in scene.plan.rooms],
@@ -110,7 +112,7 @@ def export_scene(scene: SimScene, out: str | os.PathLike, frames: Iterable[Frame
     mask = None
     if not with_ceiling_points:
         z = m.vertices[m.faces][:, :, 2]
-        mask = ~((m.vertex_segment[m.faces[:, 0]] < 0) & (z > scene.plan.height - 1e-3).all(1))
+        mask = ~((vertex_field(m, "vertex_segment")[m.faces[:, 0]] < 0) & (z > scene.plan.height - 1e-3).all(1))
     cloud = sample_surface(m, density, rng, mask)
     cloud.extra.pop("face")
     (out / "pointcept").mkdir(exist_ok=True)
@@ -122,7 +124,7 @@ def simulate_scene(seed: int, out: str | os.PathLike, n_frames: int = 60, width:
                    name: str | None = None, density: float = 1500.0) -> Path:
     """Generate, render (``n_frames`` RGB-D frames, 0 = none) and export one scene."""
     scene = generate_scene(seed, name)
-    frames: list[Frame] = []
+    frames: Iterable[Frame] = []
     K = None
     if n_frames > 0:
         rng = np.random.default_rng([seed, 1])

@@ -75,6 +75,13 @@ class Opening:
     rooms: tuple[int, int]
     run: WallRun | None = None
 
+    @property
+    def wall(self) -> WallRun:
+        """The wall run the opening is cut into (the layout sets ``run`` on every opening it makes)."""
+        if self.run is None:
+            raise ValueError(f"{self.kind} opening has no wall run")
+        return self.run
+
 
 @dataclass
 class FloorPlan:
@@ -141,7 +148,10 @@ def _rooms(rng: np.random.Generator, t: float) -> list[Room]:
     big = Room(0, str(rng.choice(["living", "bedroom", "office", "dining"])), [(0.0, 0.0, split, d)])
     x0 = split + t
     if rng.random() < 0.5 or d < 4.5:
-        kind = "bathroom" if (w - x0) * d < 10 and rng.random() < 0.7 else str(rng.choice(["kitchen", "office", "bedroom"]))
+        if (w - x0) * d < 10 and rng.random() < 0.7:
+            kind = "bathroom"
+        else:
+            kind = str(rng.choice(["kitchen", "office", "bedroom"]))
         return [big, Room(1, kind, [(x0, 0.0, w, d)])]
     sy = _snap(d * rng.uniform(0.4, 0.6))
     return [big, Room(1, "bathroom", [(x0, 0.0, w, sy)]),

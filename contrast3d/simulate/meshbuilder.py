@@ -9,13 +9,24 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from contrast3d.structures import TriangleMesh
 
 ColorFn = Callable[[np.ndarray], np.ndarray]
 
 
-def grid_patch(origin: np.ndarray, u: np.ndarray, v: np.ndarray, edge: float
+def vertex_field(mesh: TriangleMesh, name: str) -> np.ndarray:
+    """The per-vertex array ``name`` (e.g. ``"vertex_segment"``) of ``mesh``; :class:`ValueError`
+    when it is ``None`` (meshes from :class:`MeshBuilder` always carry colour, normal, segment and
+    instance)."""
+    value = getattr(mesh, name)
+    if value is None:
+        raise ValueError(f"mesh has no {name} (simulated meshes always have one)")
+    return value
+
+
+def grid_patch(origin: ArrayLike, u: ArrayLike, v: ArrayLike, edge: float
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A planar parallelogram ``origin + a*u + b*v`` (a, b in [0, 1]) as a triangle grid.
 
@@ -31,7 +42,7 @@ def grid_patch(origin: np.ndarray, u: np.ndarray, v: np.ndarray, edge: float
     p00, p10, p01, p11 = idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel()
     faces = np.concatenate([np.stack([p00, p10, p11], 1), np.stack([p00, p11, p01], 1)])
     n = np.cross(u, v)
-    n = n / max(np.linalg.norm(n), 1e-12)
+    n = n / max(float(np.linalg.norm(n)), 1e-12)
     return verts, faces, np.broadcast_to(n, verts.shape).copy()
 
 
@@ -140,7 +151,8 @@ class MeshBuilder:
         v = v + np.asarray(offset, np.float64)
         c = color(v) if callable(color) else np.broadcast_to(np.asarray(color, np.float32), v.shape)
         k = len(v)
-        self._chunks.append((v, f, n, np.asarray(c, np.float32), np.full(k, label, np.int64), np.full(k, inst, np.int64)))
+        self._chunks.append((v, f, n, np.asarray(c, np.float32), np.full(k, label, np.int64),
+                             np.full(k, inst, np.int64)))
 
     def box(self, center, size, color, label: int, inst: int = 0, rot=None, skip=()) -> None:
         """An axis-aligned (then ``rot``-rotated about its centre) box."""

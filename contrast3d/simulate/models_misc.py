@@ -125,7 +125,7 @@ def plant(mats: MaterialFactory) -> Model:
     mb.cylinder([0, 0, 0], rp * 0.8, rp, hp, mats.solid(str(r.choice(["stone", "white", "dark", "plastic"]))), C.IGNORE)
     leaf = mats.make("solid", "leaf", scale=0.06, noise=0.4)
     hc = r.uniform(0.3, 1.2)
-    for k in range(int(r.integers(3, 7))):
+    for _ in range(int(r.integers(3, 7))):
         rr = r.uniform(0.1, 0.25)
         c = [r.normal(0, rp * 0.6), r.normal(0, rp * 0.6), hp + r.uniform(0.1, 1.0) * hc]
         ecylinder(mb, [c[0], c[1], c[2] - rr], rr, rr * r.uniform(0.7, 1.3), 2 * rr, leaf, C.IGNORE, taper=0.3)
@@ -138,8 +138,8 @@ def box_clutter(mats: MaterialFactory) -> Model:
     z = 0.0
     for _ in range(int(r.integers(1, 4))):
         s = r.uniform([0.2, 0.2, 0.1], [0.6, 0.5, 0.4])
-        mb.box([r.normal(0, 0.02), r.normal(0, 0.02), z + s[2] / 2], s, mats.solid(str(r.choice(["wood", "plastic", "white"])), 0.1),
-               C.IGNORE, rot=rot_x(0.0))
+        mb.box([r.normal(0, 0.02), r.normal(0, 0.02), z + s[2] / 2], s,
+               mats.solid(str(r.choice(["wood", "plastic", "white"])), 0.1), C.IGNORE, rot=rot_x(0.0))
         z += s[2]
     return finish("box", C.IGNORE, mb)
 

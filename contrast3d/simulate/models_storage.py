@@ -51,7 +51,8 @@ def cabinet(mats: MaterialFactory, kind: str | None = None) -> Model:
         mb.box([0, 0, plinth / 2], [sx - 0.04, sy - 0.04, max(plinth, 0.01)], body, C.CABINET)
     mb.box([0, 0, plinth + (h - plinth) / 2], [sx, sy, h - plinth], body, C.CABINET)
     if kind in ("nightstand", "file"):
-        _doors(mb, -sx / 2, sx / 2, plinth, h - 0.02, sy / 2, int(r.integers(1, 4)), front, knob, C.CABINET, drawers=True)
+        _doors(mb, -sx / 2, sx / 2, plinth, h - 0.02, sy / 2, int(r.integers(1, 4)), front, knob, C.CABINET,
+               drawers=True)
     else:
         n = max(1, round(sx / r.uniform(0.4, 0.6)))
         split = r.random() < 0.5 and kind != "wardrobe"

@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from contrast3d.simulate import classes as C
+from contrast3d.simulate.meshbuilder import vertex_field
 from contrast3d.simulate.render import Renderer
 from contrast3d.simulate.trajectory import look_at_pose
 from contrast3d.structures import TriangleMesh
@@ -31,13 +32,15 @@ def render_preview(mesh: TriangleMesh, height: float, mode: str = "class", size:
     ``instance`` uses a random colour per instance.
     """
     keep = _without_ceiling(mesh, height)
+    col: np.ndarray | None
     if mode == "class":
-        col = class_colors(mesh.vertex_segment)
+        col = class_colors(vertex_field(mesh, "vertex_segment"))
     elif mode == "instance":
         rng = np.random.default_rng(0)
-        table = rng.uniform(0.2, 1.0, (int(mesh.vertex_instance.max()) + 2, 3)).astype(np.float32)
-        col = table[mesh.vertex_instance + 1]
-        col[mesh.vertex_instance < 0] = 0.3
+        instance = vertex_field(mesh, "vertex_instance")
+        table = rng.uniform(0.2, 1.0, (int(instance.max()) + 2, 3)).astype(np.float32)
+        col = table[instance + 1]
+        col[instance < 0] = 0.3
     else:
         col = mesh.vertex_color
     lo, hi = mesh.vertices.min(0), mesh.vertices.max(0)
@@ -62,6 +65,12 @@ def render_preview(mesh: TriangleMesh, height: float, mode: str = "class", size:
     return r.render(pose, noise=False).color
 
 
+def _legend_rgb(label: int) -> tuple[float, float, float]:
+    """Matplotlib RGB in [0, 1] of class ``label`` (``-1`` -> the ignore grey)."""
+    r, g, b = (np.array(C.CLASS_COLORS[label] if label >= 0 else C.IGNORE_COLOR) / 255).tolist()
+    return r, g, b
+
+
 def save_preview(mesh: TriangleMesh, height: float, path: str | os.PathLike, mode: str = "class",
                  title: str | None = None) -> None:
     """Write a PNG: the oblique view plus (``mode='class'``) a legend of the classes present."""
@@ -77,9 +86,8 @@ def save_preview(mesh: TriangleMesh, height: float, path: str | os.PathLike, mod
     if title:
         ax.set_title(title)
     if mode == "class":
-        present = sorted(set(np.unique(mesh.vertex_segment).tolist()))
-        handles = [Patch(color=np.array(C.CLASS_COLORS[c]) / 255 if c >= 0 else np.array(C.IGNORE_COLOR) / 255,
-                         label=C.class_name(c)) for c in present]
+        present = sorted(set(np.unique(vertex_field(mesh, "vertex_segment")).tolist()))
+        handles = [Patch(color=_legend_rgb(c), label=C.class_name(c)) for c in present]
         ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False)
     fig.tight_layout()
     fig.savefig(path)

@@ -47,7 +47,7 @@ def _curtains(p: Placer, mats: MaterialFactory, plan: FloorPlan) -> None:
     rng = mats.rng
     for o, zone in [(o, z) for o in plan.openings if o.kind == "window"
                     for z in p.objects if z.kind == "reserve" and z.name == "window zone"
-                    and z.room == o.rooms[0] and abs(z.center[o.axis] - (o.run.line + o.run.inward * 0.09)) < 1e-6
+                    and z.room == o.rooms[0] and abs(z.center[o.axis] - (o.wall.line + o.wall.inward * 0.09)) < 1e-6
                     and o.lo - 1e-6 <= z.center[1 - o.axis] <= o.hi + 1e-6]:
         if plan.rooms[o.rooms[0]].kind == "bathroom" or rng.random() < 0.35:
             continue
@@ -57,7 +57,7 @@ def _curtains(p: Placer, mats: MaterialFactory, plan: FloorPlan) -> None:
         w = rng.uniform(0.3, 0.6)
         for along in ((o.lo - w / 2 + 0.15, o.hi + w / 2 - 0.15) if rng.random() < 0.8 else (o.lo - w / 2 + 0.15,)):
             model = M.curtain(mats, w, top - bottom - 0.02, mat)
-            c, yaw = p.wall_pose(model, o.run, along, gap=0.05)
+            c, yaw = p.wall_pose(model, o.wall, along, gap=0.05)
             p.place(model, c, yaw, o.rooms[0], z0=bottom, kind="fitting", group=zone.group)
 
 
@@ -103,10 +103,10 @@ def _furnish(p: Placer, mats: MaterialFactory, room: Room) -> None:
         if ch(0.3):
             p.against_wall(S.sofa(mats, 1), room)
     elif kind == "living":
-        s = p.against_wall(S.sofa(mats), room)
-        if s is not None:
+        sofa = p.against_wall(S.sofa(mats), room)
+        if sofa is not None:
             t = S.table(mats, "coffee")
-            ct = p.near(t, s, [rng.normal(0, 0.1), s.half[1] + t.half[1] + rng.uniform(0.3, 0.5)], 0.0, room)
+            ct = p.near(t, sofa, [rng.normal(0, 0.1), sofa.half[1] + t.half[1] + rng.uniform(0.3, 0.5)], 0.0, room)
             if ct is not None:
                 for _ in range(int(rng.integers(0, 3))):
                     p.on_top(M.small_object(mats), ct, room)
@@ -117,22 +117,21 @@ def _furnish(p: Placer, mats: MaterialFactory, room: Room) -> None:
                                -sgn * np.pi / 2, room)
             if ch(0.6):
                 lm = M.lamp(mats, "floor")
-                p.near(lm, s, [int(rng.choice([-1, 1])) * (s.half[0] + 0.3), -s.half[1] + 0.25], 0.0, room)
+                p.near(lm, sofa, [int(rng.choice([-1, 1])) * (sofa.half[0] + 0.3), -sofa.half[1] + 0.25], 0.0, room)
         if ch(0.7):
             p.against_wall(T.cabinet(mats, "tv stand"), room)
         for _ in range(int(rng.integers(0, 3))):
             p.against_wall(T.bookshelf(mats), room)
         if ch(0.4):
-            t = p.free(S.table(mats), room)
-            chairs_at(t)
+            chairs_at(p.free(S.table(mats), room))
     elif kind == "office":
         for _ in range(int(rng.integers(1, 5))):
             desk_with_chair()
         if ch(0.4):
             chairs_at(p.free(S.table(mats, "dining"), room))
         for _ in range(int(rng.integers(1, 4))):
-            p.against_wall(T.bookshelf(mats) if ch(0.5) else T.cabinet(mats, str(rng.choice(["file", "sideboard", "wardrobe"]))),
-                           room)
+            p.against_wall(T.bookshelf(mats) if ch(0.5)
+                           else T.cabinet(mats, str(rng.choice(["file", "sideboard", "wardrobe"]))), room)
     elif kind == "kitchen":
         runs = sorted(p.plan.runs_of(room.id), key=lambda r: -r.length)
         for run in runs[:int(rng.integers(1, 3))]:
@@ -162,7 +161,8 @@ def _furnish(p: Placer, mats: MaterialFactory, room: Room) -> None:
     for make, q in ((M.plant, 0.5), (M.trash_can, 0.5), (M.box_clutter, 0.3), (lambda m: M.lamp(m, "floor"), 0.3)):
         if ch(q):
             model = make(mats)
-            (p.against_wall(model, room, gap=rng.uniform(0.02, 0.3), tries=10) if ch(0.7) else p.free(model, room, 10, 0.3))
+            (p.against_wall(model, room, gap=rng.uniform(0.02, 0.3), tries=10) if ch(0.7)
+             else p.free(model, room, 10, 0.3))
 
 
 def generate_scene(seed: int, name: str | None = None, structure_edge: float = 0.1) -> SimScene:

@@ -86,7 +86,7 @@ def _frame_2d(o: Opening, side: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Along-wall unit vector, into-room normal (2D) and the face coordinate for room side 0/1."""
     along = np.zeros(2)
     along[1 - o.axis] = 1.0
-    run = o.run
+    run = o.wall
     inward = run.inward if side == 0 else -run.inward
     face = run.line if side == 0 else run.line - run.inward * (o.c1 - o.c0)
     n = np.zeros(2)

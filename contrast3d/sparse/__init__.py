@@ -2,8 +2,7 @@
 
 >>> from contrast3d.sparse import SparseConvTensor, SubMConv3d, SparseSequential
 """
-from contrast3d.sparse.backend import backend_for
-from contrast3d.sparse.convert import padded_spatial_shape, point_batch_to_sparse
+from contrast3d.sparse.backend import backend_for, resolve_backend
 from contrast3d.sparse.functional import SparseConvFunction, sparse_conv
 from contrast3d.sparse.kernel_map import (
                                        IndiceData,
@@ -41,7 +40,6 @@ __all__ = [
                                        "backend_for",
                                        "build_conv_map",
                                        "build_subm_map",
-                                       "padded_spatial_shape",
-                                       "point_batch_to_sparse",
+                                       "resolve_backend",
                                        "sparse_conv",
 ]

@@ -35,3 +35,14 @@ def backend_for(device: torch.device | str) -> str:
     if forced == "torch" or device.type != "cuda":
         return "torch"
     return "spconv" if spconv_available() else "torch"
+
+
+def resolve_backend(name: str) -> str:
+    """A configured backend name made concrete: ``auto`` -> :func:`backend_for` of CUDA when CUDA
+    is available (so ``spconv`` only with CUDA and spconv importable), else ``torch``; ``torch`` and
+    ``spconv`` are returned unchanged."""
+    if name not in ("auto", "torch", "spconv"):
+        raise ValueError(f"sparse backend must be 'auto', 'torch' or 'spconv', got {name!r}")
+    if name != "auto":
+        return name
+    return backend_for(torch.device("cuda")) if torch.cuda.is_available() else "torch"

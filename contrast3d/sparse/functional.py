@@ -79,7 +79,8 @@ class SparseConvFunction(torch.autograd.Function):
         w = _weight_kxo(weight)
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         c_out, kv, c_in = w.shape
-        grad_x = gw = None
+        grad_x: torch.Tensor | None = None
+        gw: torch.Tensor | None = None
         if need_x:
             grad_x = torch.mm(grad_out, w[:, kmap.centre, :]) if kmap.centre is not None \
                 else grad_out.new_zeros((kmap.n_in, c_in))
@@ -94,10 +95,10 @@ class SparseConvFunction(torch.autograd.Function):
             for k, (a, b) in zip(kmap.offsets, _segment_bounds(kmap.counts)):
                 rows = b - a
                 torch.index_select(grad_out, 0, kmap.out_idx[a:b], out=g_buf[:rows])
-                if need_w:
+                if gw is not None:  # i.e. need_w
                     torch.index_select(features, 0, kmap.in_idx[a:b], out=x_buf[:rows])
                     torch.mm(g_buf[:rows].t(), x_buf[:rows], out=gw[k])
-                if need_x:
+                if grad_x is not None:  # i.e. need_x
                     torch.mm(g_buf[:rows], w[:, k, :], out=x_buf[:rows])
                     grad_x.index_add_(0, kmap.in_idx[a:b], x_buf[:rows])
         grad_weight = gw.transpose(0, 1).reshape(weight.shape) if gw is not None else None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -153,6 +153,7 @@ class SparseConvolution(SparseModule):
 
 
 def _make(ndim: int, subm: bool, inverse: bool, name: str, doc: str) -> type:
+    __init__: Callable[..., None]  # the two variants below take different arguments
     if inverse:
         def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
                      indice_key: str | None = None, bias: bool = True) -> None:
@@ -203,7 +204,9 @@ class SparseSequential(SparseModule):
 
     def __getitem__(self, idx: int) -> nn.Module:
         mods = list(self._modules.values())
-        return mods[idx]
+        mod = mods[idx]
+        assert mod is not None  # only nn.Module instances are ever added
+        return mod
 
     def add(self, module: nn.Module, name: str | None = None) -> None:
         self.add_module(str(len(self._modules)) if name is None else name, module)

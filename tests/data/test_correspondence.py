@@ -15,9 +15,9 @@ import pytest
 simulate = pytest.importorskip("contrast3d.simulate", reason="contrast3d.simulate (the scene simulator) "
                                                              "is not importable yet")
 
-from contrast3d.data.frame_dataset import FramePairDataset, prepare_scene
-from contrast3d.io.ply import read_ply_mesh
-from contrast3d.structures import PointCloud
+from contrast3d.data.frame_dataset import FramePairDataset, prepare_scene  # noqa: E402
+from contrast3d.io.ply import read_ply_mesh  # noqa: E402
+from contrast3d.structures import PointCloud  # noqa: E402
 
 VOXEL = 0.025
 RADIUS = 1.5 * VOXEL

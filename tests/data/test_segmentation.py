@@ -10,8 +10,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from contrast3d.data.edge_sort import _gcc_argsort_f32, _stable_argsort_f32
-from contrast3d.data.segmentation import (compact_labels,
-                                          segment_graph, segment_mesh, segment_mesh_obj, segment_points)
+from contrast3d.data.segmentation import compact_labels, segment_graph, segment_mesh, segment_mesh_obj, segment_points
 from contrast3d.errors import DataError
 from contrast3d.structures import TriangleMesh
 
@@ -121,7 +120,8 @@ def grid_mesh(n, height):
 
 def golden_mesh():
     """The mesh whose ScanNet segIndices are pinned below: 14x14 grid folded at x = 0.6 plus a step."""
-    return grid_mesh(14, lambda x, y: (np.where(x > 0.6, x - 0.6, 0.0) + np.where(y > 0.9, 0.05, 0.0)).astype(np.float32))
+    return grid_mesh(14, lambda x, y: (np.where(x > 0.6, x - 0.6, 0.0)
+                                       + np.where(y > 0.9, 0.05, 0.0)).astype(np.float32))
 
 
 def sha(a):
@@ -207,7 +207,8 @@ def test_two_perpendicular_planes_give_two_segments():
     # the same on a dense point cloud with its own PCA normals
     rng = np.random.default_rng(0)
     a = rng.random((3000, 2)).astype(np.float32)
-    pts = np.concatenate([np.c_[a[:1500, 0], a[:1500, 1], np.zeros(1500)], np.c_[np.zeros(1500), a[1500:, 1], a[1500:, 0]]])
+    pts = np.concatenate([np.c_[a[:1500, 0], a[:1500, 1], np.zeros(1500)],
+                          np.c_[np.zeros(1500), a[1500:, 1], a[1500:, 0]]])
     seg = segment_points(pts.astype(np.float32), k_neighbors=10, k_thresh=0.01, min_size=50, compact=True)
     assert seg.max() == 1
     inner = (pts[:, 0] > 0.1) | (pts[:, 2] > 0.1)

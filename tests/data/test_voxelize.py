@@ -7,9 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from contrast3d.data.transforms import Compose, SphereCrop, RandomRotate
-from contrast3d.data.voxelize import (GridSample, fnv_hash, grid_coordinates, group_voxels, ravel_hash,
-                                      voxelize)
+from contrast3d.data.transforms import Compose, RandomRotate, SphereCrop
+from contrast3d.data.voxelize import GridSample, fnv_hash, grid_coordinates, group_voxels, ravel_hash, voxelize
 from contrast3d.structures import PointCloud
 
 
@@ -156,8 +155,10 @@ def test_compose_maps_over_test_fragments_and_tracks_origin():
     cloud = make_cloud(np.random.default_rng(5), n=800)
     pipeline = Compose([SphereCrop(point_max=300, mode="center"), GridSample(0.3, mode="test"),
                         RandomRotate(p=1.0)])
-    frags = pipeline(cloud, np.random.default_rng(0))
+    frags = pipeline.apply(cloud, np.random.default_rng(0))
     assert isinstance(frags, list)
+    with pytest.raises(TypeError, match="Compose.apply"):
+        pipeline(cloud, np.random.default_rng(0))  # calling a Compose promises one cloud
     for frag in frags:
         origin = frag.meta["origin_index"]
         np.testing.assert_array_equal(frag.color, cloud.color[origin])

@@ -2,7 +2,7 @@
 
 The dataset's augmentation draws from every RNG a real pipeline might use (the per-sample
 generator, numpy's and Python's global RNGs, torch's RNG); the method uses dropout and random
-point sampling (main-process torch RNG), an EMA teacher (``on_step_end``) and can be told to
+point sampling (main-process torch RNG), an EMA teacher (``after_step``) and can be told to
 produce a NaN loss at a given step.
 """
 from __future__ import annotations
@@ -15,8 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from contrast3d.config import TrainConfig, from_dict, train_sections
+from contrast3d.config import from_dict
+from contrast3d.engine.config import TrainConfig
 from contrast3d.engine.ema import EMATeacher, cosine_momentum
+from contrast3d.engine.objective import Export, HookContext
 from contrast3d.methods.base import MethodSpec, PretrainMethod
 from contrast3d.structures import PointCloud, collate_points
 
@@ -65,8 +67,8 @@ class ToyDataset:
 
 
 class ToyMethod(PretrainMethod):
-    def __init__(self, cfg: ToyConfig, model: ToyModelConfig):
-        super().__init__()
+    def __init__(self, cfg: ToyConfig, model: ToyModelConfig, data: ToyDataConfig):
+        super().__init__(model, data)
         self.cfg = cfg
         self.net = nn.Sequential(nn.Linear(model.in_channels, model.hidden), nn.ReLU(),
                                  nn.Dropout(cfg.dropout), nn.Linear(model.hidden, model.out_channels))
@@ -84,12 +86,15 @@ class ToyMethod(PretrainMethod):
             loss = loss * float("nan")
         return {"loss": loss, "feat_std": s.detach().std()}
 
-    def on_step_end(self, step: int, max_steps: int) -> None:
-        self.steps_done.fill_(step)
-        self.teacher.update(self.net, cosine_momentum(step, max_steps, self.cfg.ema_base))
+    def after_step(self, ctx: HookContext) -> None:
+        self.steps_done.fill_(ctx.step)
+        self.teacher.update(self.net, cosine_momentum(ctx.step, ctx.max_steps, self.cfg.ema_base))
 
     def backbone(self) -> nn.Module:
         return self.net
+
+    def exports(self) -> dict[str, Export]:
+        return {"backbone": Export(self.net, {"preset": "toy-mlp", "in_channels": self.net[0].in_features})}
 
 
 SPEC = MethodSpec(
@@ -114,7 +119,7 @@ def toy_config(**overrides) -> TrainConfig:
         for p in parents:
             d = d.setdefault(p, {})
         d[leaf] = value
-    return from_dict(TrainConfig, data, sections=train_sections(SPEC))
+    return from_dict(TrainConfig, data, sections=SPEC.sections())
 
 
 def model_state(run_dir: Path) -> dict[str, torch.Tensor]:

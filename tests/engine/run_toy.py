@@ -17,14 +17,14 @@ import engine_toy as T  # noqa: E402
 
 
 def kill(out: str, kill_at: int) -> int:
-    from contrast3d.engine.run import pretrain
+    from contrast3d.engine.run import train
     from contrast3d.engine.trainer import PeriodicCallback
 
     def maybe_kill(ctx):
         if ctx.step == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    pretrain(T.toy_config(loader__num_workers=2), T.SPEC, out, callbacks=[PeriodicCallback(1, maybe_kill, "kill")])
+    train(T.toy_config(loader__num_workers=2), T.SPEC, out, callbacks=[PeriodicCallback(1, maybe_kill, "kill")])
     return 0
 
 

@@ -1,17 +1,13 @@
-"""Atomic checkpoints, clear errors for corrupt ones, RNG capture, safetensors export."""
+"""Atomic checkpoints, clear errors for corrupt ones, RNG capture."""
 from __future__ import annotations
 
-import json
 import random
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
-from torch import nn
 
 from contrast3d.engine import checkpoint as C
-from contrast3d.engine.export import export_backbone, load_backbone_state
 from contrast3d.engine.rng import capture_rng, restore_rng
 from contrast3d.errors import DataError
 
@@ -82,35 +78,3 @@ def test_rng_round_trip_through_file(tmp_path):
     restore_rng(state)
     got = (random.random(), np.random.standard_normal(), torch.rand(2))
     assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
-
-
-class Backbone(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv_input = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
-        self.final = nn.Linear(4, 2)
-        with torch.no_grad():  # a non-contiguous parameter
-            self.final.weight = nn.Parameter(torch.randn(2, 4).t().contiguous().t())
-
-    def forward(self, x):
-        return self.final(self.conv_input(x))
-
-
-def test_export_keys_and_values(tmp_path):
-    net = Backbone()
-    net(torch.randn(5, 3))  # update BN statistics
-    assert not net.final.weight.is_contiguous()
-    path = export_backbone(net, tmp_path / "backbone.safetensors", config={"steps": 3}, extra={"method": "toy"})
-    state = load_file(str(path))
-    ref = net.state_dict()
-    assert set(state) == set(ref) and "conv_input.1.num_batches_tracked" in state
-    for k, v in ref.items():
-        assert torch.equal(state[k], v) and state[k].dtype == v.dtype
-    fresh = Backbone()
-    fresh.load_state_dict(load_backbone_state(path))
-    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), ref.values()))
-    meta = json.loads(path.with_suffix(".json").read_text())
-    assert meta["method"] == "toy" and meta["config"] == {"steps": 3} and meta["num_tensors"] == len(ref)
-    path.write_bytes(b"\x00garbage")
-    with pytest.raises(DataError, match="backbone.safetensors"):
-        load_backbone_state(path)

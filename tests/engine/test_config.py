@@ -3,11 +3,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import engine_toy as T
 import pytest
 
-import engine_toy as T
-from contrast3d.config import (ConfigError, TrainConfig, dump_yaml, from_dict, load_train_config,
-                               load_yaml, parse_override, to_dict, train_sections)
+from contrast3d.config import PRESET_DIR, ConfigError, dump_yaml, from_dict, load_yaml, parse_override, to_dict
+from contrast3d.engine.config import TrainConfig
+from contrast3d.engine.config import load_train_config as _load
+
+BASE = [PRESET_DIR / "pretrain" / "base.yaml"]
+
+
+def load_train_config(name, spec, presets=False, **kw):
+    return _load(name, spec.sections(), presets=BASE if presets else [], **kw)
 
 
 @dataclass
@@ -87,7 +94,7 @@ def test_yaml_round_trip(tmp_path):
     cfg = load_train_config("toy", T.SPEC, overrides=["optim.betas=[0.8, 0.9]", "method.nan_at_step=3"])
     path = tmp_path / "config.yaml"
     dump_yaml(cfg, path)
-    again = from_dict(TrainConfig, load_yaml(path), sections=train_sections(T.SPEC))
+    again = from_dict(TrainConfig, load_yaml(path), sections=T.SPEC.sections())
     assert again == cfg and to_dict(again) == to_dict(cfg)
 
 

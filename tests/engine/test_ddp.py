@@ -6,12 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import engine_toy as T
 import pytest
 import torch
 
-import engine_toy as T
 from contrast3d.engine.checkpoint import load_checkpoint
-from contrast3d.engine.run import pretrain
+from contrast3d.engine.run import train
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -41,9 +41,9 @@ def test_two_process_ddp_equals_single_process_combined_batch(tmp_path):
                        optim__weight_decay=0.0, optim__clip_grad_norm=None, schedule__name="constant",
                        schedule__warmup_steps=0)
     ref = tmp_path / "single"
-    pretrain(cfg, T.SPEC, ref, until=1)
+    train(cfg, T.SPEC, ref, until=1)
     after1 = T.model_state(ref)
-    pretrain(cfg, T.SPEC, ref, resume=True)
+    train(cfg, T.SPEC, ref, resume=True)
     single = T.model_state(ref)
     for k, v in single.items():
         assert torch.allclose(ckpt["model"][k].float(), v.float(), rtol=1e-5, atol=1e-6), k

@@ -7,14 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import engine_toy as T
 import pytest
 import torch
 import yaml
-
-import engine_toy as T
 from safetensors.torch import load_file
+
 from contrast3d.engine.checkpoint import CheckpointError, load_checkpoint
-from contrast3d.engine.run import pretrain
+from contrast3d.engine.run import train
 from contrast3d.engine.trainer import NonFiniteLossError, PeriodicCallback
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +37,7 @@ def test_sigkill_and_resume_is_bit_exact(tmp_path):
     # the kill at step 4 is mid-epoch, after the step-3 checkpoint.
     cfg = T.toy_config(loader__num_workers=2)
     full = tmp_path / "full"
-    pretrain(cfg, T.SPEC, full)
+    train(cfg, T.SPEC, full)
 
     killed = tmp_path / "killed"
     proc = subprocess.run([sys.executable, str(HERE / "run_toy.py"), "kill", str(killed), "4"],
@@ -46,7 +46,7 @@ def test_sigkill_and_resume_is_bit_exact(tmp_path):
     assert load_checkpoint(killed / "checkpoints" / "last.pt")["step"] == 3
     assert max(losses(killed)) == 4  # it logged step 4 before dying
 
-    pretrain(cfg, T.SPEC, killed, resume=True)
+    train(cfg, T.SPEC, killed, resume=True)
     assert_same_state(T.model_state(full), T.model_state(killed))
     assert losses(full) == losses(killed)  # identical batches, augmentations and dropout masks
     a, b = (load_file(str(r / "backbone.safetensors")) for r in (full, killed))
@@ -56,18 +56,18 @@ def test_sigkill_and_resume_is_bit_exact(tmp_path):
 def test_stop_and_resume_in_process_and_the_test_can_fail(tmp_path, monkeypatch):
     cfg = T.toy_config(steps=5, checkpoint_every=10)
     full, part = tmp_path / "full", tmp_path / "part"
-    pretrain(cfg, T.SPEC, full)
-    r = pretrain(cfg, T.SPEC, part, until=2)
+    train(cfg, T.SPEC, full)
+    r = train(cfg, T.SPEC, part, until=2)
     assert r.step == 2 and r.backbone_path is None
     torch.manual_seed(12345)  # whatever the process did meanwhile does not matter
-    pretrain(cfg, T.SPEC, part, resume=True)
+    train(cfg, T.SPEC, part, resume=True)
     assert_same_state(T.model_state(full), T.model_state(part))
     # Without restoring the RNG states (dropout masks, point sampling) the weights differ.
     import contrast3d.engine.trainer as trainer_mod
     monkeypatch.setattr(trainer_mod, "restore_rng", lambda state: None)
     other = tmp_path / "other"
-    pretrain(cfg, T.SPEC, other, until=2)
-    pretrain(cfg, T.SPEC, other, resume=True)
+    train(cfg, T.SPEC, other, until=2)
+    train(cfg, T.SPEC, other, resume=True)
     state, ref = T.model_state(other), T.model_state(full)
     assert not all(torch.equal(state[k], ref[k]) for k in ref)
 
@@ -76,14 +76,14 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     cfg = T.toy_config(steps=6, checkpoint_every=2, method__nan_at_step=4)
     run = tmp_path / "nan"
     with pytest.raises(NonFiniteLossError) as err:
-        pretrain(cfg, T.SPEC, run)
+        train(cfg, T.SPEC, run)
     msg = str(err.value)
     assert "non-finite loss at step 4" in msg and "loss=nan" in msg and "last.pt (step 2)" in msg
     assert "feat_std" not in msg  # only the non-finite scalars are named
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt["step"] == 2 and not (run / "backbone.safetensors").exists()
     ref = tmp_path / "ref"
-    pretrain(cfg, T.SPEC, ref, until=2)
+    train(cfg, T.SPEC, ref, until=2)
     assert_same_state(ckpt["model"], T.model_state(ref))
     assert max(losses(run)) == 3
 
@@ -97,20 +97,20 @@ def test_non_finite_leaves_checkpoint_unchanged_bytes(tmp_path):
             seen["bytes"] = (run / "checkpoints" / "last.pt").read_bytes()
 
     with pytest.raises(NonFiniteLossError):
-        pretrain(T.toy_config(steps=6, checkpoint_every=2, method__nan_at_step=4), T.SPEC, run,
+        train(T.toy_config(steps=6, checkpoint_every=2, method__nan_at_step=4), T.SPEC, run,
                  callbacks=[PeriodicCallback(1, snapshot)])
     assert (run / "checkpoints" / "last.pt").read_bytes() == seen["bytes"]
 
 
 def test_fresh_run_refuses_existing_checkpoint_and_corrupt_resume_is_clear(tmp_path):
     run = tmp_path / "run"
-    pretrain(T.toy_config(steps=2, checkpoint_every=1), T.SPEC, run)
+    train(T.toy_config(steps=2, checkpoint_every=1), T.SPEC, run)
     with pytest.raises(CheckpointError, match="--resume"):
-        pretrain(T.toy_config(steps=3), T.SPEC, run)
+        train(T.toy_config(steps=3), T.SPEC, run)
     last = run / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match=f"{last}.*corrupt or truncated"):
-        pretrain(T.toy_config(steps=3), T.SPEC, run, resume=True)
+        train(T.toy_config(steps=3), T.SPEC, run, resume=True)
 
 
 def test_callbacks_and_run_folder(tmp_path):
@@ -122,7 +122,7 @@ def test_callbacks_and_run_folder(tmp_path):
         return {"acc": 0.5}
 
     run = tmp_path / "run"
-    pretrain(T.toy_config(steps=4, log_every=2), T.SPEC, run, callbacks=[PeriodicCallback(2, probe, "probe")])
+    train(T.toy_config(steps=4, log_every=2), T.SPEC, run, callbacks=[PeriodicCallback(2, probe, "probe")])
     assert calls == [(2, True), (4, True)]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {"loss", "lr", "grad_norm", "feat_std", "samples_per_s"} <= set(records[0])

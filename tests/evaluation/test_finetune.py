@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from contrast3d.engine.export import export_backbone, load_backbone_state
+from contrast3d.config import preset_file
 from contrast3d.errors import DataError
-from contrast3d.evaluation.finetune import finetune_semseg, load_finetune_config, preset_file
+from contrast3d.evaluation.finetune import finetune_semseg, load_finetune_config
 from contrast3d.evaluation.semseg import evaluate_semseg, predict_scene
 from contrast3d.evaluation.semseg_data import LabelledGridSample, SemsegDataset, resolve_scene_split
 from contrast3d.evaluation.semseg_model import SemsegConfig, SemsegModel, SemsegModelConfig, load_backbone_init
 from contrast3d.evaluation.splits import LabelBudget, LabelSplit
 from contrast3d.io.pointcept import read_pointcept_scene, write_pointcept_scene
-from contrast3d.methods.common import BackboneConfig, build_backbone
+from contrast3d.models.backbone import BackboneConfig, build_backbone, spunet_record
+from contrast3d.models.pretrained import PretrainedRecord, read_safetensors, save_pretrained
 from contrast3d.structures import PointCloud
 
 #: Tiny, fast settings: 20 cm voxels, crops of 1500 voxels, no workers, no checkpoints mid-run.
@@ -54,8 +55,11 @@ def tiny_backbone(tmp_path_factory) -> Path:
     torch.manual_seed(123)
     net = build_backbone(BackboneConfig(preset="spunet-tiny", in_channels=6))
     path = tmp_path_factory.mktemp("pre") / "backbone.safetensors"
-    export_backbone(net, path, config={"model": {"preset": "spunet-tiny", "in_channels": 6}})
-    return path
+    return _export(net, path)
+
+
+def _export(net, path, feat_keys=("color", "normal")):
+    return save_pretrained(net, path, PretrainedRecord(**spunet_record(net, "spunet-tiny", list(feat_keys), 0.2)))
 
 
 def _model(num_classes: int = 20) -> SemsegModel:
@@ -129,14 +133,13 @@ def test_predictions_cover_every_original_point(ft_root):
 def test_init_loads_backbone_and_rejects_mismatched_shapes(tiny_backbone, tmp_path):
     model = _model()
     report = load_backbone_init(model.net, tiny_backbone)
-    state = load_backbone_state(tiny_backbone)
+    state = read_safetensors(tiny_backbone)
     own = model.net.state_dict()
-    assert set(report.loaded) == set(state) and report.missing == ["final.weight", "final.bias"]
+    assert set(report.loaded) == set(state) and report.missing == []  # final.* is skipped, not missing
     assert not report.unexpected and all(torch.equal(own[k], v) for k, v in state.items())
     wide = tmp_path / "wide.safetensors"
-    export_backbone(build_backbone(BackboneConfig(preset="spunet-tiny", in_channels=3)), wide,
-                    config={"model": {"preset": "spunet-tiny", "in_channels": 3}})
-    with pytest.raises(DataError, match="wide.safetensors.*shapes do not match.*in_channels=3"):
+    _export(build_backbone(BackboneConfig(preset="spunet-tiny", in_channels=3)), wide, ["color"])
+    with pytest.raises(DataError, match="wide.safetensors.*in_channels=3.*--set model.in_channels=3"):
         load_backbone_init(_model().net, wide)
     with pytest.raises(DataError, match="wide.safetensors"):  # through the run, before any scene is read
         finetune_semseg(tmp_path, wide, tmp_path / "run", overrides=TINY, steps=1, device="cpu", progress=False)
@@ -153,7 +156,7 @@ def test_finetune_from_pretrained_backbone_with_point_budget(ft_root, tiny_backb
     for key in ("mIoU", "mAcc", "allAcc", "per_class", "label_budget", "seed", "init", "steps", "minutes"):
         assert key in saved, key
     assert saved["label_budget"] == "20pts" and saved["seed"] == 5 and saved["steps"] == 3
-    assert saved["init"] == str(tiny_backbone) and res["init_loaded_tensors"] == len(load_backbone_state(tiny_backbone))
+    assert saved["init"] == str(tiny_backbone) and res["init_loaded_tensors"] == len(read_safetensors(tiny_backbone))
     assert saved["train_scenes"] == 3 and saved["val_scenes"] == 1 and saved["labelled"]["points"] == 60
     assert "wall" in (out / "results.txt").read_text()
     split = LabelSplit.load(out / "label_split.json")
@@ -161,7 +164,7 @@ def test_finetune_from_pretrained_backbone_with_point_budget(ft_root, tiny_backb
     logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logs if "val/mIoU" in r] == [2] and any("loss" in r for r in logs)
     init = json.loads((out / "init.json").read_text())
-    assert init["missing"] == ["final.weight", "final.bias"] and init["unexpected"] == []
+    assert init["missing"] == [] and init["unexpected"] == []
     # same seed -> same split (a different run folder, one step)
     finetune_semseg(ft_root, "scratch", tmp_path / "again", "20pts", overrides=TINY, steps=1, seed=5, device="cpu",
                     progress=False)
@@ -214,6 +217,6 @@ def test_presets_resolve():
     assert gpu.model.in_channels == 6 and gpu.model.num_classes == 20 and gpu.method_name == "semseg"
     cpu = load_finetune_config(files=["semseg_cpu_small"], overrides=["method.labels=1%"])
     assert cpu.model.preset == "spunet-tiny" and cpu.data.grid_size == 0.05 and cpu.method.labels == "1%"
-    assert preset_file("semseg_cpu_small.yaml").is_file()
-    with pytest.raises(DataError, match="shipped fine-tuning presets"):
-        preset_file("nope")
+    assert preset_file("semseg_cpu_small.yaml", "finetune").is_file()
+    with pytest.raises(DataError, match="shipped finetune presets"):
+        preset_file("nope", "finetune")

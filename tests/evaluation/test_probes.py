@@ -136,12 +136,11 @@ def test_extract_features_maps_back_and_restores_mode():
     assert plain[0][0].shape == (30, K + 3) and torch.equal(plain[0][1], batch.segment[:30])
 
 
-def test_probe_callback_schedule_and_scalars():
+def test_probe_callback_scalars():
     cb = ProbeCallback([make_batch([400, 300], 1)], [make_batch([500], 2)], K, every=5,
                        linear_kwargs={"steps": 60})
     model = FeatBackbone(K + 3)
-    assert cb(3, model) == {}
-    out = cb(10, model)
+    out = cb.evaluate(model)
     for key in ("probe/linear_miou", "probe/knn_miou", "probe/feat_std", "probe/eff_rank", "probe/mean_cos",
                 "probe/seconds"):
         assert key in out and isinstance(out[key], float)
@@ -149,7 +148,7 @@ def test_probe_callback_schedule_and_scalars():
     unlabelled = make_batch([10], 3)
     unlabelled.segment = None
     with pytest.raises(ValueError, match="labelled"):
-        ProbeCallback([unlabelled], [unlabelled], K, every=1)(1, model)
+        ProbeCallback([unlabelled], [unlabelled], K, every=1).evaluate(model)
 
 
 class OneHotBackbone(nn.Module):

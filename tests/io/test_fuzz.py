@@ -46,7 +46,8 @@ def _read_all_ply(data: bytes) -> None:
         except DataError as err:
             assert str(path) in str(err)
         else:
-            assert np.isfinite(result.to_point_cloud().coord if isinstance(result, TriangleMesh) else result.coord).all()
+            coord = result.to_point_cloud().coord if isinstance(result, TriangleMesh) else result.coord
+            assert np.isfinite(coord).all()
 
 
 def _read_off(data: bytes) -> None:

@@ -66,7 +66,8 @@ def test_mesh_round_trip(tmp_path, binary):
         read_ply_mesh(path)
 
 
-def _header(fmt: str, n: int, props: list[str], faces: int | None = None, face_prop: str = "list uchar int vertex_indices") -> bytes:
+def _header(fmt: str, n: int, props: list[str], faces: int | None = None,
+            face_prop: str = "list uchar int vertex_indices") -> bytes:
     lines = ["ply", f"format {fmt} 1.0", "comment test", f"element vertex {n}"]
     lines += [f"property {p}" for p in props]
     if faces is not None:
@@ -104,7 +105,8 @@ def test_ascii_polygons_and_extra_list_property(tmp_path):
     path = tmp_path / "a.ply"
     text = _header("ascii", 4, ["float x", "float y", "float z"], faces=2).decode()
     text = text.replace("property list uchar int vertex_indices",
-                        "property list uchar int vertex_indices\nproperty list uchar float texcoord\nproperty uchar flags")
+                        "property list uchar int vertex_indices\nproperty list uchar float texcoord\n"
+                        "property uchar flags")
     text += "0 0 0\n1 0 0\n1 1 0\n0 1 0\n4 0 1 2 3 2 0.5 0.5 9\n3 3 2 1 0 7\n"
     path.write_text(text)
     mesh = read_ply_mesh(path)

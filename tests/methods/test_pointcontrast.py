@@ -35,7 +35,7 @@ def test_loss_variants_train(batch, loss, negatives):
     pb, _ = batch
     torch.manual_seed(0)
     method = PointContrast(PointContrastConfig(loss=loss, negatives=negatives, num_matches=512, num_negatives=256),
-                           BackboneConfig(preset="spunet-tiny"))
+                           BackboneConfig(preset="spunet-tiny"), DATA)
     opt = torch.optim.SGD(method.parameters(), lr=0.05, momentum=0.9)
     method.train()
     losses = []

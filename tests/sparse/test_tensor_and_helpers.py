@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from sparse_testlib import random_sites
 
+from contrast3d.models import SpUNet
 from contrast3d.sparse import (
     SparseConv3d,
     SparseConvTensor,
@@ -11,10 +12,7 @@ from contrast3d.sparse import (
     SubMConv3d,
     SubMConv4d,
     backend_for,
-    padded_spatial_shape,
-    point_batch_to_sparse,
 )
-from contrast3d.structures import PointBatch
 
 
 def test_tensor_dense_roundtrip_and_replace_feature(gen):
@@ -54,18 +52,18 @@ def test_state_dict_names_and_layout_match_spconv():
     assert SubMConv4d(2, 4, 3).weight.shape == (4, 3, 3, 3, 3, 2)
 
 
-def test_point_batch_to_sparse_pads_shape_to_divisor():
+def test_spunet_sparsify_pads_shape_to_divisor():
     grid = torch.tensor([[0, 0, 0], [12, 3, 7], [1, 2, 3], [5, 16, 0]])
-    batch = PointBatch(coord=grid.float(), feat=torch.randn(4, 6), grid_coord=grid, offset=torch.tensor([2, 4]))
-    x = point_batch_to_sparse(batch, divisor=8)
-    assert x.spatial_shape == [16, 24, 8] and x.batch_size == 2
+    net = SpUNet(6, 0, base_channels=4, channels=(4, 4, 4, 4, 4, 4, 4, 4), layers=(1,) * 8)  # 4 levels: 16
+    shape = net.spatial_shape(grid)
+    assert shape == [16, 32, 16]
+    x = net.sparsify(grid, torch.randn(4, 6), torch.tensor([0, 0, 1, 1]), shape, 2)
+    assert x.batch_size == 2
     assert x.indices.tolist() == [[0, 0, 0, 0], [0, 12, 3, 7], [1, 1, 2, 3], [1, 5, 16, 0]]
-    assert padded_spatial_shape(grid, 1) == [13, 17, 8]
-    # Four stride-2 convs drop no voxel with divisor 16.
-    x = point_batch_to_sparse(batch, divisor=16)
+    # Four stride-2 convs drop no voxel with a shape divisible by 16.
     for _ in range(4):
         x = SparseConv3d(x.features.shape[1], 2, 2, 2)(x)
-    assert x.spatial_shape == [1, 2, 1]
+    assert x.spatial_shape == [1, 2, 1] and x.features.shape[0] >= 1
 
 
 def test_backend_never_spconv_on_cpu(monkeypatch):

@@ -1,13 +1,12 @@
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from contrast3d.cli import main
 from contrast3d.viz import plot_curves, similarity_map, similarity_map_pair, tsne_plot
-
-import sys
-from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic_room import CLASS_NAMES, make_room  # noqa: E402

@@ -1,4 +1,4 @@
-"""Backbone loading (safetensors + sidecar, training checkpoints) and the ``contrast3d viz`` commands."""
+"""Backbone loading (through load_pretrained: exports, Pointcept .pth) and the ``contrast3d viz`` commands."""
 from __future__ import annotations
 
 import sys
@@ -12,15 +12,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from synthetic_room import make_room
 
 from contrast3d.cli import main
-from contrast3d.engine.export import export_backbone
 from contrast3d.errors import DataError
 from contrast3d.io import write_ply
 from contrast3d.models import create_spunet
+from contrast3d.models.backbone import spunet_record
+from contrast3d.models.pretrained import PretrainedRecord, save_pointcept_pth, save_pretrained
 from contrast3d.structures import PointCloud
 from contrast3d.viz.backbone_io import load_backbone, scene_features
-
-CONFIG = {"model": {"preset": "spunet-tiny", "in_channels": 6},
-          "data": {"grid_size": 0.1, "feat_keys": ["color", "normal"]}}
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +34,8 @@ def _one_thread():
 def backbone(tmp_path_factory):
     torch.manual_seed(0)
     model = create_spunet("spunet-tiny", 6)
-    path = export_backbone(model, tmp_path_factory.mktemp("bb") / "backbone.safetensors", config=CONFIG)
+    record = PretrainedRecord(**spunet_record(model, "spunet-tiny", ["color", "normal"], 0.1))
+    path = save_pretrained(model, tmp_path_factory.mktemp("bb") / "backbone.safetensors", record)
     return model, path
 
 
@@ -59,13 +58,12 @@ def test_load_backbone_from_safetensors_with_config(backbone):
         assert torch.equal(loaded.state_dict()[key], value), key
 
 
-def test_load_backbone_from_checkpoint_infers_missing_metadata(backbone, tmp_path):
+def test_load_backbone_from_pointcept_pth_assumes_pointcept_defaults(backbone, tmp_path):
     model, _ = backbone
-    ckpt = {"step": 3, "model": {**{f"backbone.{k}": v for k, v in model.state_dict().items()},
-                                 "head.weight": torch.zeros(2, 2)}, "config": {}}
-    torch.save(ckpt, tmp_path / "last.pt")
-    loaded, info = load_backbone(tmp_path / "last.pt")
+    save_pointcept_pth(model, tmp_path / "model_last.pth")
+    loaded, info = load_backbone(tmp_path / "model_last.pth")
     assert info["model"] == "spunet-tiny" and info["feat_keys"] == ["color", "normal"] and info["grid_size_guessed"]
+    assert info["grid_size"] == 0.02
     assert torch.equal(loaded.state_dict()["conv_input.0.weight"], model.state_dict()["conv_input.0.weight"])
     torch.save({"model": {"head.weight": torch.zeros(2)}}, tmp_path / "bad.pt")
     for bad in (tmp_path / "bad.pt", tmp_path / "missing.safetensors"):
