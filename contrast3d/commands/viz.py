@@ -4,6 +4,7 @@
   similarity of every point's feature to a query point (with ``--scene2``: view 2 coloured by
   similarity to the query of view 1, same camera when both are in world coordinates).
 * ``viz tsne --init W --scene S [S ...] --out PNG``: t-SNE of point features coloured by class.
+* ``viz grouping --init RUN/checkpoints/last.pt --scene S --out PNG``: GroupContrast prototype groups.
 * ``viz curves RUN_DIR|metrics.jsonl --out PNG [--keys k1 k2]``: loss / metric curves.
 
 ``--init`` takes a ``backbone.safetensors`` (with its ``.json`` sidecar) or a training checkpoint.
@@ -40,6 +41,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="output PNG")
     t.set_defaults(func=run_tsne)
+
+    g = vs.add_parser("grouping", help="GroupContrast prototype groups next to segments and labels (paper Fig. 4)")
+    g.add_argument("--init", required=True, help="a groupcontrast training checkpoint (RUN/checkpoints/last.pt)")
+    g.add_argument("--scene", required=True, help="scene file or folder (superpoints used when present)")
+    g.add_argument("--network", choices=["student", "teacher"], default="student")
+    g.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    g.add_argument("--grid-size", type=float, help="voxel size in metres (default: the run's)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--title", help="figure title")
+    g.add_argument("--out", required=True, help="output PNG")
+    g.set_defaults(func=run_grouping)
 
     c = vs.add_parser("curves", help="loss and metric curves of a run")
     c.add_argument("run", help="run folder (with metrics.jsonl) or a metrics .jsonl file")
@@ -117,6 +129,16 @@ def run_tsne(args: argparse.Namespace) -> int:
     emb, _ = tsne_plot(np.concatenate(feats), np.concatenate(labels), args.out, class_names=class_names,
                        max_points=args.max_points, seed=args.seed)
     print(f"wrote {args.out} ({len(emb)} points)")
+    return 0
+
+
+def run_grouping(args: argparse.Namespace) -> int:
+    from contrast3d.viz.grouping import grouping_from_weights
+
+    info = grouping_from_weights(args.init, args.scene, args.out, network=args.network, device=args.device,
+                                 seed=args.seed, grid_size=args.grid_size, title=args.title)
+    print(f"wrote {args.out} ({info['points']} points, {info['segments']} segments, "
+          f"{info['used_prototypes']} prototypes used, purity {info['purity']})")
     return 0
 
 

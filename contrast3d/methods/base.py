@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from torch.utils.data import Dataset
 
@@ -72,6 +72,10 @@ class MethodSpec:
             used by the contract tests and ``--smoke`` runs.
         smoke_data: ``folder -> data root``: writes tiny data the method trains on (default: two
             simulated scenes prepared as RGB-D frame pairs).
+        data_kind: what ``--data`` must hold, so tools such as ``contrast3d bench`` can hand every
+            method the right folder: ``pairs`` (``contrast3d prepare rgbd`` output; holistic crops of
+            Pointcept scenes also work), ``scenes`` (Pointcept scene folders with normals and
+            superpoints, ``contrast3d prepare scenes``) or ``frames`` (raw RGB-D frame folders).
     """
 
     config_cls: type
@@ -83,6 +87,7 @@ class MethodSpec:
     description: str = ""
     smoke: dict[str, Any] = field(default_factory=dict)
     smoke_data: Callable[[Path], str] | None = None
+    data_kind: Literal["pairs", "scenes", "frames"] = "pairs"
 
     def sections(self) -> dict[str, type]:
         """The section classes typing a run config's ``data``/``model``/``method``."""
