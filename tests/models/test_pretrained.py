@@ -121,3 +121,16 @@ def test_unreadable_files_name_the_file(tmp_path, content, match):
         load_pretrained(bad)
     with pytest.raises(DataError, match="not found"):
         load_pretrained(tmp_path / "missing.safetensors")
+
+
+def test_finetune_init_from_a_pointcept_pth(net, tmp_path):
+    """What ``contrast3d finetune --init model_best.pth`` does: the backbone loads, ``final`` stays new."""
+    seg = create_spunet("spunet-tiny", 6, 13)  # a Pointcept segmentor trained on another label set
+    torch.save({"state_dict": {f"module.backbone.{k}": v for k, v in seg.state_dict().items()}},
+               tmp_path / "model_best.pth")
+    target = create_spunet("spunet-tiny", 6, 20)
+    fresh_final = target.state_dict()["final.weight"].clone()
+    report, rec = load_into(target, tmp_path / "model_best.pth", expect={"preset": "spunet-tiny", "in_channels": 6})
+    assert rec.method == "pointcept" and report.skipped == ["final.bias", "final.weight"] and not report.missing
+    assert torch.equal(target.state_dict()["final.weight"], fresh_final)
+    assert torch.equal(target.state_dict()["enc.0.block0.conv1.weight"], seg.state_dict()["enc.0.block0.conv1.weight"])
