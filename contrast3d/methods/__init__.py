@@ -22,13 +22,15 @@ METHODS: dict[str, MethodSpec] = {}
 
 __all__ = ["METHODS", "MethodSpec", "PretrainMethod", "method_config"]
 
-from contrast3d.methods import fac, fourdcontrast, groupcontrast, image2point, pointcontrast  # noqa: E402
+from contrast3d.methods import csc, fac, fourdcontrast, groupcontrast, image2point, msc, pointcontrast  # noqa: E402
 
 METHODS["pointcontrast"] = pointcontrast.SPEC
 METHODS["fac"] = fac.SPEC
 METHODS["groupcontrast"] = groupcontrast.SPEC
 METHODS["fourdcontrast"] = fourdcontrast.SPEC
 METHODS["image2point"] = image2point.SPEC
+METHODS["csc"] = csc.SPEC
+METHODS["msc"] = msc.SPEC
 
 
 def method_config(name: str, *, files: Iterable[str | Path] = (), flags: dict[str, Any] | None = None,
