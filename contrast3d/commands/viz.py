@@ -5,6 +5,10 @@
   similarity to the query of view 1, same camera when both are in world coordinates).
 * ``viz tsne --init W --scene S [S ...] --out PNG``: t-SNE of point features coloured by class.
 * ``viz grouping --init RUN/checkpoints/last.pt --scene S --out PNG``: GroupContrast prototype groups.
+* ``viz sequence --scene DIR [--objects DIR] [--seed N] --out PNG``: one 4DContrast scene-object
+  sequence, its frames side by side (object highlighted, removed chunks outlined).
+* ``viz pixel-point --image-net F --backbone F --frame DIR [--index N] --out PNG``: image2point's
+  Fig. 2, one frame's pixel features next to its point features (PCA colours).
 * ``viz curves RUN_DIR|metrics.jsonl --out PNG [--keys k1 k2]``: loss / metric curves.
 
 ``--init`` takes a ``backbone.safetensors`` (with its ``.json`` sidecar) or a training checkpoint.
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contrast3d.commands._args import colormap, float_range, output_file, positive_float, positive_int, run_device
 from contrast3d.errors import DataError
 
 
@@ -30,14 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--scene2", help="second view: coloured by similarity to the query of --scene")
     s.add_argument("--query", default="auto",
                    help="query point index in --scene, or 'auto' (the point nearest the room centre at 30%% height)")
-    s.add_argument("--cmap", default="jet", help="matplotlib colour map (default jet)")
+    s.add_argument("--cmap", type=colormap, default="jet", help="matplotlib colour map (default jet)")
     s.add_argument("--out", required=True, help="output PNG")
     s.set_defaults(func=run_similarity)
 
     t = vs.add_parser("tsne", help="t-SNE of point features coloured by semantic class")
     _backbone_args(t)
     t.add_argument("--scene", required=True, nargs="+", help="labelled scene(s)")
-    t.add_argument("--max-points", type=int, default=5000, help="stratified subsample size (default 5000)")
+    t.add_argument("--max-points", type=positive_int, default=5000, help="stratified subsample size (default 5000)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="output PNG")
     t.set_defaults(func=run_tsne)
@@ -46,25 +51,56 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--init", required=True, help="a groupcontrast training checkpoint (RUN/checkpoints/last.pt)")
     g.add_argument("--scene", required=True, help="scene file or folder (superpoints used when present)")
     g.add_argument("--network", choices=["student", "teacher"], default="student")
-    g.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    g.add_argument("--grid-size", type=float, help="voxel size in metres (default: the run's)")
+    g.add_argument("--device", type=run_device, default="cpu", help="torch device (default cpu)")
+    g.add_argument("--grid-size", type=positive_float, help="voxel size in metres (default: the run's)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--title", help="figure title")
     g.add_argument("--out", required=True, help="output PNG")
     g.set_defaults(func=run_grouping)
 
+    q = vs.add_parser("sequence", help="one 4DContrast scene-object sequence, frames side by side (moving object "
+                                       "highlighted, removed chunks outlined)")
+    q.add_argument("--scene", required=True, help="Pointcept scene folder (or a folder of them: the first is used)")
+    q.add_argument("--objects", help="folder of OFF/OBJ/PLY objects (default: furniture cut from the scene(s))")
+    q.add_argument("--seed", type=int, default=0, help="seeds object, trajectory, chunks and sampling (default 0)")
+    q.add_argument("--title", help="figure title")
+    q.add_argument("--out", required=True, help="output PNG")
+    q.set_defaults(func=run_sequence)
+
+    x = vs.add_parser("pixel-point", help="image2point Fig. 2: one frame's pixel features next to its point "
+                                          "features, PCA colours")
+    x.add_argument("--image-net", required=True, help="2D network: image2point stage-2d image_net.safetensors "
+                                                      "(or its checkpoint)")
+    x.add_argument("--backbone", required=True, help="3D network: backbone.safetensors, a Pointcept .pth, or a "
+                                                     "stage-3d RUN/checkpoints/last.pt (also supplies the 1x1 head)")
+    x.add_argument("--frame", required=True, help="RGB-D frame folder, a folder of them, or a `prepare rgbd` root")
+    x.add_argument("--index", type=int, default=0, help="frame index under --frame (default 0)")
+    x.add_argument("--projection", choices=["auto", "shared", "separate"], default="auto",
+                   help="one PCA for pixels and points or one each (auto: shared when the head is applied)")
+    x.add_argument("--center", choices=["each", "joint"], default="each",
+                   help="shared PCA: standardise pixels and points each on their own (default) or centre both "
+                        "on one mean")
+    x.add_argument("--image-size", type=int, help="crop side in pixels (default: the 2D network's record, else 224)")
+    x.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--title", help="figure title")
+    x.add_argument("--out", required=True, help="output PNG")
+    x.set_defaults(func=run_pixel_point)
+
     c = vs.add_parser("curves", help="loss and metric curves of a run")
     c.add_argument("run", help="run folder (with metrics.jsonl) or a metrics .jsonl file")
     c.add_argument("--keys", nargs="+", help="metrics to plot (default every numeric key)")
-    c.add_argument("--smoothing", type=float, default=0.9, help="EMA weight in [0, 1) (default 0.9)")
+    c.add_argument("--smoothing", type=float_range(0.0, 1.0, hi_open=True), default=0.9,
+                   help="EMA weight in [0, 1) (default 0.9)")
     c.add_argument("--out", required=True, help="output PNG")
     c.set_defaults(func=run_curves)
 
 
 def _backbone_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", required=True, help="backbone .safetensors (+ .json sidecar) or training checkpoint .pt")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--grid-size", type=float, help="voxel size in metres (default: from the backbone metadata)")
+    p.add_argument("--device", type=run_device, default="cpu", help="torch device (default cpu)")
+    p.add_argument("--grid-size", type=positive_float,
+                   help="voxel size in metres (default: from the backbone metadata)")
 
 
 def _load(args: argparse.Namespace):
@@ -89,6 +125,7 @@ def run_similarity(args: argparse.Namespace) -> int:
     from contrast3d.viz.backbone_io import read_scene, scene_features
     from contrast3d.viz.similarity import similarity_map, similarity_map_pair
 
+    output_file(args.out)
     model, info = _load(args)
     cloud = read_scene(args.scene)
     if args.query == "auto":
@@ -117,6 +154,7 @@ def run_tsne(args: argparse.Namespace) -> int:
     from contrast3d.viz.backbone_io import read_scene, scene_features
     from contrast3d.viz.tsne import tsne_plot
 
+    output_file(args.out)
     model, info = _load(args)
     feats, labels, class_names = [], [], None
     for path in args.scene:
@@ -135,6 +173,7 @@ def run_tsne(args: argparse.Namespace) -> int:
 def run_grouping(args: argparse.Namespace) -> int:
     from contrast3d.viz.grouping import grouping_from_weights
 
+    output_file(args.out)
     info = grouping_from_weights(args.init, args.scene, args.out, network=args.network, device=args.device,
                                  seed=args.seed, grid_size=args.grid_size, title=args.title)
     print(f"wrote {args.out} ({info['points']} points, {info['segments']} segments, "
@@ -142,9 +181,30 @@ def run_grouping(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_sequence(args: argparse.Namespace) -> int:
+    from contrast3d.viz.sequence import sequence_from_scene
+
+    fig = sequence_from_scene(args.scene, args.out, objects_dir=args.objects, seed=args.seed, title=args.title)
+    info = fig.info
+    print(f"wrote {args.out} ({info['scene']}: {info['frames']} frames of {info['object']}, {info['chunks']} chunks "
+          f"removed, scene kept {info['scene_keep']:.0%}, object kept {info['object_keep']:.0%})")
+    return 0
+
+
+def run_pixel_point(args: argparse.Namespace) -> int:
+    from contrast3d.viz.pixel_point import pixel_point_from_weights
+
+    info = pixel_point_from_weights(args.image_net, args.backbone, args.frame, args.out, index=args.index,
+                                    projection=args.projection, device=args.device, image_size=args.image_size,
+                                    seed=args.seed, center=args.center, title=args.title)
+    print(f"wrote {args.out} ({info['frame']}: {info['points']} points; {info['reason']})")
+    return 0
+
+
 def run_curves(args: argparse.Namespace) -> int:
     from contrast3d.viz.curves import plot_curves
 
+    output_file(args.out)
     keys = plot_curves(args.run, args.out, keys=args.keys, smoothing=args.smoothing)
     print(f"wrote {args.out} ({', '.join(keys)})")
     return 0

@@ -5,7 +5,8 @@ temporary one that is renamed into place when the job returns):
 
 * ``"rgbd"``: an RGB-D sequence folder -> a prepared frame-pair scene
   (:func:`contrast3d.data.frame_dataset.prepare_scene`: frame clouds with colour, camera-facing
-  normals and superpoints, ``pairs.txt``, ``scene.json``);
+  normals and superpoints, ``pairs.txt``, ``scene.json``; frames stored at ``store_voxel``,
+  which may be finer than the training ``voxel_size``);
 * ``"scene"``: a mesh (PLY / OFF / OBJ) or point cloud (anything
   :func:`contrast3d.io.read_any` reads) -> a Pointcept scene folder with normals (mesh vertex
   normals, else the file's, else PCA) and ``superpoint.npy``; labels are carried through.
@@ -114,12 +115,15 @@ def find_scene_inputs(paths: list[str | Path], exclude: str | Path | None = None
 def run_rgbd(source: Path, out: Path, options: dict[str, Any]) -> dict[str, Any]:
     """Prepare one RGB-D sequence into ``out``; return ``{"frames", "pairs", "skipped_frames"}``.
 
-    ``options``: ``frame_skip``, ``voxel_size``, ``depth_trunc``, ``min_overlap``, ``segments``,
-    ``strict`` (a bad frame raises instead of being skipped).
+    ``options``: ``frame_skip``, ``voxel_size`` (the training voxel), ``store_voxel`` (spacing the
+    frames are stored at; absent or ``None``: ``voxel_size``; ``0``: every depth pixel),
+    ``depth_trunc``, ``min_overlap``, ``segments``, ``strict`` (a bad frame raises instead of
+    being skipped).
     """
     from contrast3d.data.frame_dataset import prepare_scene
 
     info = prepare_scene(source, out, voxel_size=options.get("voxel_size", 0.025),
+                         store_voxel_size=options.get("store_voxel"),
                          min_overlap=options.get("min_overlap", 0.3), frame_skip=options.get("frame_skip", 25),
                          depth_trunc=options.get("depth_trunc"), name=options.get("name"),
                          normals=True, segments=options.get("segments", True),

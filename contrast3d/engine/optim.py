@@ -1,4 +1,4 @@
-"""Optimizers (SGD, AdamW) and learning-rate schedules (cosine / poly / step / constant with warm-up).
+"""Optimizers (SGD, AdamW) and learning-rate schedules (cosine / poly / step / exp / constant with warm-up).
 
 Schedules are :class:`torch.optim.lr_scheduler.LambdaLR` over a picklable :class:`LRFactor`, so a
 scheduler's ``state_dict`` (step count and base learning rates) restores exactly on resume; the
@@ -12,7 +12,16 @@ Closed form of the factor ``f(s)`` multiplying each group's base learning rate a
              cosine:   f = m + (1 - m) * (1 + cos(pi t)) / 2          (m = min_factor)
              poly:     f = m + (1 - m) * (1 - t) ** power
              step:     f = gamma ** (number of milestones with milestone * T <= s)
+             exp:      f = gamma ** floor((s - W) / step_size)      (staircase, the default)
+                       f = gamma ** ((s - W) / step_size)           (staircase: false)
              constant: f = 1
+
+``exp`` is the official PointContrast code's ``ExponentialLR(gamma=0.99)`` stepped every
+``trainer.lr_update_freq`` iterations (1000 in its ``defaults.yaml``, 250 in its launch scripts):
+a staircase multiplying the learning rate by ``gamma`` every ``step_size`` steps, independent of
+the run length ``T``. That code also steps its scheduler once after the very first iteration, so
+from step 1 on its factor is one stair (one factor ``gamma``) below this schedule's; the offset is
+not copied.
 """
 from __future__ import annotations
 
@@ -53,10 +62,16 @@ class OptimConfig:
     clip_grad_norm: float | None = None
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
-        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
-            raise ValueError(f"optim.clip_grad_norm must be > 0 or null, got {self.clip_grad_norm}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"optim.lr must be a finite number > 0, got {self.lr}")
+        if self.clip_grad_norm is not None and not (math.isfinite(self.clip_grad_norm) and self.clip_grad_norm > 0):
+            raise ValueError(f"optim.clip_grad_norm must be a finite number > 0 or null, got {self.clip_grad_norm}")
+        for name in ("weight_decay", "momentum"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"optim.{name} must be a finite number >= 0, got {value}")
+        if not (0 <= self.betas[0] < 1 and 0 <= self.betas[1] < 1) or not self.eps > 0:
+            raise ValueError(f"optim.betas must be in [0, 1) and optim.eps > 0, got {self.betas}, {self.eps}")
 
 
 @dataclass
@@ -64,28 +79,41 @@ class ScheduleConfig:
     """Learning-rate schedule (see the module docstring for the formulas).
 
     Attributes:
-        name: ``cosine``, ``poly``, ``step`` or ``constant``.
+        name: ``cosine``, ``poly``, ``step``, ``exp`` or ``constant``.
         warmup_steps: linear warm-up length ``W``.
         warmup_start_factor: factor at step 0 of the warm-up.
         min_factor: final factor of cosine/poly (fraction of the base learning rate).
         power: poly exponent.
         milestones: step schedule: fractions of the total steps at which the factor is multiplied by ``gamma``.
-        gamma: step schedule decay.
+        gamma: step and exp schedules: the decay factor (exp: per ``step_size`` steps; set it,
+            the default 0.1 suits ``step``; the official PointContrast value is 0.99).
+        step_size: exp schedule: steps per factor ``gamma`` (official PointContrast launch scripts: 250).
+        staircase: exp schedule: ``gamma ** floor(s / step_size)`` (official) instead of the
+            smooth ``gamma ** (s / step_size)``.
     """
 
-    name: Literal["cosine", "poly", "step", "constant"] = "cosine"
+    name: Literal["cosine", "poly", "step", "exp", "constant"] = "cosine"
     warmup_steps: int = 0
     warmup_start_factor: float = 0.001
     min_factor: float = 0.0
     power: float = 0.9
     milestones: tuple[float, ...] = (0.6, 0.8)
     gamma: float = 0.1
+    step_size: int = 1000
+    staircase: bool = True
 
     def __post_init__(self) -> None:
+        if self.step_size < 1:
+            raise ValueError(f"schedule.step_size must be >= 1, got {self.step_size}")
         if self.warmup_steps < 0:
             raise ValueError(f"schedule.warmup_steps must be >= 0, got {self.warmup_steps}")
         if any(not 0.0 < m <= 1.0 for m in self.milestones):
             raise ValueError(f"schedule.milestones are fractions of the total steps in (0, 1], got {self.milestones}")
+        for name in ("warmup_start_factor", "min_factor"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"schedule.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not (math.isfinite(self.power) and self.power > 0 and 0 < self.gamma <= 1):
+            raise ValueError(f"schedule.power must be > 0 and schedule.gamma in (0, 1], got {self.power}, {self.gamma}")
 
 
 class LRFactor:
@@ -107,6 +135,9 @@ class LRFactor:
             return c.min_factor + (1.0 - c.min_factor) * (1.0 - t) ** c.power
         if c.name == "step":
             return c.gamma ** sum(1 for m in c.milestones if step >= m * self.total)
+        if c.name == "exp":
+            n = (step - w) // c.step_size if c.staircase else (step - w) / c.step_size
+            return c.gamma ** n
         return 1.0
 
 

@@ -11,8 +11,15 @@ where ``N1``/``N2`` are random subsets of each view's points (the negative pool)
 candidate that is itself a known positive of the anchor (a false negative) is excluded before
 the hardest is taken (FCGF instead drops the term when its hardest is a positive; excluding
 first keeps a true hard negative for every anchor). An anchor with no candidate left (e.g. all
-in other scenes) is left out of the mean. ``fcgf_positive=True`` uses FCGF's code form of the positive term,
-``[d^2 - m_p]_+``, instead of the paper's ``[d - m_p]_+^2``.
+in other scenes) is left out of the mean.
+
+Positive term: the PointContrast paper (eq. 1) and the FCGF paper write ``[d - m_p]_+^2``, the
+default here. The code of both (FCGF's ``HardestContrastiveLossTrainer`` and the official
+PointContrast ``ddp_trainer.py``) computes ``[d^2 - m_p]_+`` on the squared distance instead:
+``fcgf_positive=True``. The code form stops pulling once ``d < sqrt(m_p)`` (0.32 for
+``m_p = 0.1``), the paper form once ``d < m_p``; at its margin the code form's gradient ``2 d``
+jumps to zero, the paper form's ``2 (d - m_p)`` reaches zero continuously. PointContrast's method
+config turns the code form on (the official default); this function keeps the paper form as its default.
 """
 from __future__ import annotations
 
@@ -48,6 +55,8 @@ def hardest_contrastive(feat1: torch.Tensor, feat2: torch.Tensor, matches: torch
             each view (default: every point).
         batch1 / batch2: optional ``(N1,)`` / ``(N2,)`` scene index; negatives then come only
             from the anchor's own scene.
+        fcgf_positive: positive term ``[d^2 - m_p]_+`` (FCGF / official code) instead of the
+            paper's ``[d - m_p]_+^2`` (see module docstring).
         all_matches: the full ``(P, 2)`` positive set used to recognise false negatives
             (default: ``matches``).
 
@@ -67,8 +76,10 @@ def hardest_contrastive(feat1: torch.Tensor, feat2: torch.Tensor, matches: torch
     i, j = matches[:, 0], matches[:, 1]
     f_i, f_j = feat1[i], feat2[j]
 
-    d_pos = (f_i - f_j).norm(dim=1)
-    pos = F.relu(d_pos.pow(2) - pos_margin) if fcgf_positive else F.relu(d_pos - pos_margin).pow(2)
+    if fcgf_positive:
+        pos = F.relu((f_i - f_j).pow(2).sum(1) - pos_margin)
+    else:
+        pos = F.relu((f_i - f_j).norm(dim=1) - pos_margin).pow(2)
 
     d12 = _pairwise_l2(f_i, feat2[pool2])   # (M, K2): view-1 anchors vs view-2 negatives
     d21 = _pairwise_l2(f_j, feat1[pool1])   # (M, K1): view-2 anchors vs view-1 negatives

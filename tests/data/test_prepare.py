@@ -294,3 +294,58 @@ def test_frame_features_share_one_knn_query():
     assert frame_features(cloud.copy(), normals=False).normal is None
     with pytest.raises(ValueError, match="neighbors"):
         segment_points(cloud.coord, normal, neighbors=np.zeros((len(cloud), 3), np.int64))
+
+
+def _frames(scene):
+    info, _ = read_scene(scene)
+    out = {}
+    for fid in info["frames"]:
+        with np.load(scene / "frames" / f"{fid}.npz") as z:
+            out[fid] = {k: z[k] for k in z.files}
+    return info, out
+
+
+def test_frames_stored_denser_than_the_training_voxel(tmp_path):
+    seq = write_sequence(tmp_path / "raw" / "seq", n=3)
+    runs = {}
+    for name, extra in (("default", []), ("coarse", ["--store-voxel", "0.2"]), ("pixels", ["--store-voxel", "0"])):
+        out = tmp_path / name
+        assert _run(["rgbd", "--frames", str(seq), "--out", str(out), "--frame-skip", "1", "--voxel-size", "0.2",
+                     "--quiet", *extra]) == 0
+        runs[name] = _frames(out / "seq")
+    info, dense = runs["default"]
+    assert info["voxel_size"] == 0.2 and info["store_voxel_size"] == pytest.approx(0.05)  # default: a quarter
+    assert runs["coarse"][0]["store_voxel_size"] == 0.2 and runs["pixels"][0]["store_voxel_size"] == 0.0
+    _, coarse = runs["coarse"]
+    _, pixels = runs["pixels"]
+    rot = np.array([[0.6, -0.8, 0.0], [0.48, 0.36, -0.8], [0.64, 0.48, 0.6]])  # a rotation about a tilted axis
+    lost = {"coarse": [], "default": []}
+    for fid, d in dense.items():
+        c, p = coarse[fid], pixels[fid]
+        assert len(c["coord"]) < len(d["coord"]) <= len(p["coord"]) == int((p["coord"][:, 2] >= -1).sum())
+        # Normals and superpoints are those of the training-voxel cloud: the points a 0.2 m storage
+        # keeps are in the dense frame with the same normal and superpoint, and every dense point
+        # carries its 0.2 m voxel's values.
+        key = {tuple(x): i for i, x in enumerate(d["coord"].tolist())}
+        at = np.array([key.get(tuple(x), -1) for x in c["coord"].tolist()])
+        assert (at >= 0).mean() > 0.99
+        hit = at >= 0
+        np.testing.assert_array_equal(d["normal"][at[hit]], c["normal"][hit])
+        np.testing.assert_array_equal(d["superpoint"][at[hit]], c["superpoint"][hit])
+        vox = np.floor(d["coord"] / 0.2).astype(np.int64)
+        _, inv = np.unique(vox, axis=0, return_inverse=True)
+        for v in np.unique(inv)[:50]:
+            assert len(np.unique(d["superpoint"][inv.ravel() == v])) == 1
+        # After rotation and scale 1.2, voxelised at 0.2 m: the coarse storage misses surface voxels.
+        def occupied(x):
+            return len(np.unique(np.floor(x @ rot.T * 1.2 / 0.2), axis=0))
+
+        full = occupied(p["coord"])
+        for name, frame in (("coarse", c), ("default", d)):
+            lost[name].append(1 - occupied(frame["coord"]) / full)
+    assert np.mean(lost["coarse"]) > 0.1 and np.mean(lost["default"]) < np.mean(lost["coarse"]) / 3, lost
+    from contrast3d.errors import DataError
+
+    with pytest.raises(DataError, match="store-voxel"):
+        _run(["rgbd", "--frames", str(seq), "--out", str(tmp_path / "bad"), "--voxel-size", "0.05",
+              "--store-voxel", "0.1", "--quiet"])

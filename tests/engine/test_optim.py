@@ -53,6 +53,32 @@ def test_step_with_warmup():
     assert got[79] == pytest.approx(0.1 * BASE) and got[80] == pytest.approx(0.01 * BASE)
 
 
+def test_exp_staircase_and_smooth():
+    # Official PointContrast: x0.99 every 250 steps -> here x0.5 every 7 steps after a warm-up.
+    got = lrs(ScheduleConfig(name="exp", warmup_steps=W, gamma=0.5, step_size=7))
+    assert got[3] == pytest.approx(warm(3))
+    for s in range(W, TOTAL + 5):
+        assert got[s] == pytest.approx(BASE * 0.5 ** ((s - W) // 7)), s
+    assert got[W + 6] == pytest.approx(BASE) and got[W + 7] == pytest.approx(0.5 * BASE)
+    smooth = lrs(ScheduleConfig(name="exp", gamma=0.99, step_size=250, staircase=False), 40)
+    assert smooth == pytest.approx([BASE * 0.99 ** (s / 250) for s in range(40)], rel=1e-12)
+    # Independent of the run length (unlike step milestones, which are fractions of it).
+    opt = build_optimizer(nn.Linear(2, 2), OptimConfig(lr=BASE))
+    sched = build_scheduler(opt, ScheduleConfig(name="exp", gamma=0.99, step_size=250), 60000)
+    assert sched.lr_lambdas[0](60000) == pytest.approx(0.99 ** 240)
+    assert sched.lr_lambdas[0](249) == 1.0 and sched.lr_lambdas[0](250) == pytest.approx(0.99)
+    with pytest.raises(ValueError):
+        ScheduleConfig(name="exp", step_size=0)
+
+
+def test_existing_schedules_unchanged_by_the_exp_fields():
+    # The new fields must not move any other schedule (exact float equality with the formulas).
+    for cfg in (ScheduleConfig(name="cosine", warmup_steps=W, min_factor=0.1),
+                ScheduleConfig(name="step", milestones=(0.5,)), ScheduleConfig(name="poly")):
+        moved = ScheduleConfig(**{**cfg.__dict__, "step_size": 3, "staircase": False})
+        assert lrs(cfg, 30) == lrs(moved, 30)
+
+
 def test_constant_and_no_warmup():
     assert lrs(ScheduleConfig(name="constant"), 20) == [BASE] * 20
     assert lrs(ScheduleConfig(name="cosine"), 1) == [BASE]

@@ -4,13 +4,14 @@ import torch
 from contrast3d.losses import HardestContrastiveLoss, hardest_contrastive
 
 
-def naive_hardest(f1, f2, matches, mp, mn, pool1, pool2, b1=None, b2=None):
+def naive_hardest(f1, f2, matches, mp, mn, pool1, pool2, b1=None, b2=None, fcgf=False):
     f1 = f1 / f1.norm(dim=1, keepdim=True)
     f2 = f2 / f2.norm(dim=1, keepdim=True)
     positives = {(int(a), int(b)) for a, b in matches}
     pos, neg12, neg21 = [], [], []
     for a, b in matches.tolist():
-        pos.append(max(float((f1[a] - f2[b]).norm()) - mp, 0.0) ** 2)
+        d = float((f1[a] - f2[b]).norm())
+        pos.append(max(d * d - mp, 0.0) if fcgf else max(d - mp, 0.0) ** 2)
         cands = [float((f1[a] - f2[k]).norm()) for k in pool2.tolist()
                  if (b1 is None or b1[a] == b2[k]) and (a, k) not in positives]
         if cands:
@@ -37,6 +38,34 @@ def test_matches_naive_loop(per_scene):
     ref_pos, ref_neg = naive_hardest(f1, f2, matches, 0.1, 1.4, pool1, pool2, b1, b2)
     assert pos.item() == pytest.approx(ref_pos, rel=1e-10)
     assert neg.item() == pytest.approx(ref_neg, rel=1e-10)
+
+
+@pytest.mark.parametrize("margin", [0.1, 1.0])
+def test_fcgf_positive_matches_naive_loop(margin):
+    # [d^2 - m_p]_+ (FCGF / official PointContrast code) vs the paper's [d - m_p]_+^2; a margin
+    # of 1.0 puts some pairs inside and some outside the hinge.
+    g = torch.Generator().manual_seed(4)
+    f1 = torch.randn(30, 5, generator=g, dtype=torch.float64)
+    f2 = f1 + 0.6 * torch.randn(30, 5, generator=g, dtype=torch.float64)
+    matches = torch.stack([torch.arange(30), torch.arange(30)], 1)
+    pool = torch.arange(30)
+    pos, neg = hardest_contrastive(f1, f2, matches, margin, 1.4, pool, pool, fcgf_positive=True)
+    ref_pos, ref_neg = naive_hardest(f1, f2, matches, margin, 1.4, pool, pool, fcgf=True)
+    assert pos.item() == pytest.approx(ref_pos, rel=1e-10) and neg.item() == pytest.approx(ref_neg, rel=1e-10)
+    paper, _ = hardest_contrastive(f1, f2, matches, margin, 1.4, pool, pool)
+    assert abs(paper.item() - pos.item()) > 1e-3
+
+
+def test_fcgf_positive_known_value():
+    # Unit features at 90 degrees: d^2 = 2 -> [2 - 0.1]_+ = 1.9 (paper form: (sqrt 2 - 0.1)^2).
+    f1 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    f2 = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    m = torch.tensor([[0, 0]])
+    assert hardest_contrastive(f1, f2, m, fcgf_positive=True)[0].item() == pytest.approx(1.9, rel=1e-12)
+    assert hardest_contrastive(f1, f2, m)[0].item() == pytest.approx((2 ** 0.5 - 0.1) ** 2, rel=1e-12)
+    # Module form passes the switch through.
+    both = HardestContrastiveLoss(fcgf_positive=True)(f1, f2, m)
+    assert both.item() == pytest.approx(1.9, rel=1e-12)  # single pair: no negative candidate left
 
 
 def test_false_negatives_excluded():
