@@ -34,6 +34,22 @@ def find_scene_dirs(root: str | Path, marker: str, depth: int = 2) -> list[Path]
     return sorted(found)
 
 
+#: Sub-folders of a Pointcept root that hold held-out scenes, never pre-trained on by default.
+HELD_OUT_SPLITS = ("val", "test")
+
+
+def pretraining_scene_dirs(root: str | Path, marker: str = "coord.npy", include_held_out: bool = False) -> list[Path]:
+    """Scene folders under ``root`` for **pre-training**: like :func:`find_scene_dirs`, but scenes
+    under ``root/val`` or ``root/test`` (Pointcept's split layout) are left out unless
+    ``include_held_out``, so validation scenes never leak into pre-training."""
+    root = Path(root)
+    scenes = find_scene_dirs(root, marker)
+    if include_held_out:
+        return scenes
+    held = [root / split for split in HELD_OUT_SPLITS if (root / split).is_dir()]
+    return [d for d in scenes if not any(h == d or h in d.parents for h in held)]
+
+
 class SceneFolders(Dataset):
     """Pointcept scene folders read (and optionally cached) for a dataset; subclasses define the items.
 

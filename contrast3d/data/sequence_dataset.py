@@ -78,7 +78,7 @@ from torch.utils.data import Dataset
 
 from contrast3d.data import transforms as T
 from contrast3d.data.fourd import FloorMap, SceneObjectSequence, SequenceConfig, build_floor_map, generate_sequences
-from contrast3d.data.scene_dataset import find_scene_dirs
+from contrast3d.data.scene_dataset import pretraining_scene_dirs
 from contrast3d.data.views import augment_view, kept_index
 from contrast3d.data.voxelize import GridSample, voxelize
 from contrast3d.data.voxelize4d import GridSample4D
@@ -435,7 +435,7 @@ class SceneObjectSequenceDataset(Dataset):
 
 def build_sequence_dataset(root: str, cfg: SequenceDataConfig) -> SceneObjectSequenceDataset:
     """The 4DContrast dataset over the Pointcept scene folders under ``root`` (``prepare scenes`` / ``simulate``)."""
-    scenes = find_scene_dirs(root, "coord.npy")
+    scenes = pretraining_scene_dirs(root)  # never val/ or test/ scenes of a Pointcept root
     if not scenes:
         raise DataError(Path(root), "no Pointcept scene folders (coord.npy) found; run 'contrast3d simulate' or "
                                     "'contrast3d prepare scenes' first")

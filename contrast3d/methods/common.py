@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from contrast3d.data import transforms as T
 from contrast3d.data.frame_dataset import SCENE_FILE, FramePairDataset
-from contrast3d.data.scene_dataset import HolisticPairDataset, find_scene_dirs
+from contrast3d.data.scene_dataset import HolisticPairDataset, find_scene_dirs, pretraining_scene_dirs
 from contrast3d.data.voxelize import GridSample
 from contrast3d.errors import DataError
 from contrast3d.models.backbone import BackboneConfig, build_backbone
@@ -59,6 +59,19 @@ class PairDataConfig:
     min_overlap: float | None = None
     strict: bool = False
 
+    def __post_init__(self) -> None:
+        positive = {"data.grid_size": self.grid_size, "data.match_radius": self.match_radius}
+        for name, value in positive.items():
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0 (metres), got {value}")
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:
+            raise ValueError(f"data.scale must be [low, high] with 0 < low <= high, got {self.scale}")
+        if self.max_points < 0 or not self.shift >= 0 or not 0 < self.holistic_crop <= 1:
+            raise ValueError(f"data.max_points and data.shift must be >= 0 and data.holistic_crop in (0, 1], got "
+                             f"{self.max_points}, {self.shift}, {self.holistic_crop}")
+        if self.min_overlap is not None and not 0 <= self.min_overlap <= 1:
+            raise ValueError(f"data.min_overlap must be in [0, 1] or null, got {self.min_overlap}")
+
 
 def view_transform(cfg: PairDataConfig, holistic: bool = False) -> T.Compose:
     """Per-view augmentation: [crop] -> rotation -> scale -> shift -> colour -> voxels -> cap."""
@@ -91,7 +104,7 @@ def build_pair_dataset(root: str, cfg: PairDataConfig) -> Dataset:
         if len(ds) == 0:
             raise DataError(root, f"prepared scenes found but no frame pairs (skipped: {len(ds.skipped)})")
         return ds
-    scenes = find_scene_dirs(root, "coord.npy")
+    scenes = pretraining_scene_dirs(root)  # never val/ or test/ scenes of a Pointcept root
     if not scenes:
         raise DataError(Path(root), "no prepared RGB-D scenes (scene.json) or Pointcept scene folders "
                                     "(coord.npy) found; run 'contrast3d prepare' or 'contrast3d simulate' first")

@@ -113,7 +113,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from contrast3d.data.msc_views import MSCViewConfig, MSCViewDataset
-from contrast3d.data.scene_dataset import find_scene_dirs
+from contrast3d.data.scene_dataset import pretraining_scene_dirs
 from contrast3d.data.views import kept_index
 from contrast3d.engine.ema import EMATeacher, cosine_momentum
 from contrast3d.engine.objective import HookContext
@@ -243,7 +243,7 @@ class GroupContrastViews(MSCViewDataset):
 def build_groupcontrast_dataset(root: str, cfg: GroupContrastDataConfig) -> Dataset:
     """MSC view pairs of the Pointcept scenes under ``root`` that have ``<segment_key>.npy``
     (``contrast3d prepare scenes`` writes ``superpoint.npy``)."""
-    scenes = find_scene_dirs(root, "coord.npy")
+    scenes = pretraining_scene_dirs(root)  # never val/ or test/ scenes of a Pointcept root
     if not scenes:
         raise DataError(Path(root), "no Pointcept scene folders (coord.npy) found; run 'contrast3d prepare "
                                     "scenes' (it also writes the superpoints GroupContrast needs)")

@@ -72,7 +72,7 @@ from torch import nn
 
 from contrast3d.data.masking import cross_masks
 from contrast3d.data.msc_views import MSCViewConfig, MSCViewDataset
-from contrast3d.data.scene_dataset import find_scene_dirs
+from contrast3d.data.scene_dataset import pretraining_scene_dirs
 from contrast3d.errors import DataError
 from contrast3d.losses.msc import (
     MaskToken,
@@ -148,7 +148,7 @@ class MSCPretrainDataset(MSCViewDataset):
 
 def build_msc_dataset(root: str, cfg: MSCDataConfig) -> MSCPretrainDataset:
     """:class:`MSCPretrainDataset` over the Pointcept scene folders under ``root``."""
-    scenes = find_scene_dirs(root, "coord.npy")
+    scenes = pretraining_scene_dirs(root)  # never val/ or test/ scenes of a Pointcept root
     if not scenes:
         raise DataError(Path(root), "no Pointcept scene folders (coord.npy) found; run 'contrast3d prepare scenes' "
                                     "or 'contrast3d simulate' first")

@@ -67,3 +67,15 @@ def test_seeded(dataset):
     np.testing.assert_array_equal(a.view1.coord, b.view1.coord)
     np.testing.assert_array_equal(a.matches, b.matches)
     assert a.view1.coord.shape != c.view1.coord.shape or not np.array_equal(a.view1.coord, c.view1.coord)
+
+
+def test_pretraining_never_sees_held_out_scenes(tmp_path):
+    from contrast3d.data.scene_dataset import pretraining_scene_dirs
+
+    for split, names in (("train", ("a", "b")), ("val", ("c",)), ("test", ("d",))):
+        for name in names:
+            (tmp_path / split / name).mkdir(parents=True)
+            (tmp_path / split / name / "coord.npy").write_bytes(b"")
+    assert [d.name for d in pretraining_scene_dirs(tmp_path)] == ["a", "b"]
+    assert sorted(d.name for d in pretraining_scene_dirs(tmp_path, include_held_out=True)) == ["a", "b", "c", "d"]
+    assert [d.name for d in pretraining_scene_dirs(tmp_path / "train")] == ["a", "b"]
