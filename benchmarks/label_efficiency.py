@@ -1,13 +1,20 @@
-"""What pre-training buys: scratch vs PointContrast at two label budgets, several seeds.
+"""What pre-training buys: ``contrast3d bench`` on the fixed built-in benchmark, scratch vs PointContrast.
 
-A fixed simulated benchmark (scene seeds ``--scene-seed`` ...): ``--train-scenes`` scenes for
-training and ``--val-scenes`` held-out scenes for validation. PointContrast is pre-trained once on
-the RGB-D frame pairs of the TRAINING scenes only (no labels), then semantic segmentation is
-fine-tuned from scratch and from the pre-trained backbone under each label budget (CSC "limited
-annotations": N labelled points per training scene), for each seed; the table reports the mean
-and standard deviation of validation mIoU over seeds, and the gain of pre-training.
+A thin wrapper: the protocol, data and report are ``contrast3d bench``'s (:mod:`contrast3d.bench`):
+10 training + 3 validation simulated scenes (scene seeds 500..512); PointContrast pre-trained on the
+training scenes' RGB-D frame pairs with 2 pre-training seeds; linear / kNN probes of frozen features;
+semantic segmentation fine-tuned from scratch, from scratch with 2.5x the steps (control) and from each
+pre-trained backbone at 20 and 200 labelled points per training scene with fine-tuning seeds 0, 1, 2;
+paired gains over scratch with 95 % confidence intervals. The full report (report.md / report.html,
+PNGs) is in ``--out``; finished runs are reused when re-run with the same settings, ``--resume``
+continues killed ones.
 
-Everything is measured in this run on this machine. ``--json`` prints one JSON object last.
+Sized for about an hour on 2 CPU cores (2 single-thread worker processes): 2 x 800 pre-training
+steps, 12 + 6 fine-tuning runs of 100 steps, 6 of 250 steps (scratch-long), 24 probes, plus about
+5 minutes to build the data. The estimate comes from per-step times of single-thread runs on a busy
+2-core machine (about 2 s per pre-training or fine-tuning step, ~10 s per evaluation there), not from
+a full run. ``--json`` prints only the JSON object (one line, last); otherwise the report is printed
+first.
 
     python benchmarks/label_efficiency.py --json            # about an hour on 2 CPU cores
     python benchmarks/label_efficiency.py --json --smoke    # a few minutes, tiny settings
@@ -16,134 +23,56 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import os
-import statistics
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from contrast3d.bench.runner import BenchConfig, run_bench  # noqa: E402
 
-from contrast3d.data.prepare import run_prepare  # noqa: E402
-from contrast3d.engine.run import train  # noqa: E402
-from contrast3d.evaluation.finetune import finetune_semseg  # noqa: E402
-from contrast3d.methods import METHODS, method_config  # noqa: E402
-from contrast3d.simulate.batch import simulate_scenes  # noqa: E402
-
-
-def build_data(work: Path, args: argparse.Namespace) -> tuple[Path, Path, list[Path]]:
-    """Simulate scenes; return (Pointcept root with train/ and val/, simulation folder, train sequences)."""
-    sim = work / "sim"
-    n = args.train_scenes + args.val_scenes
-    seeds = list(range(args.scene_seed, args.scene_seed + n))
-    paths = simulate_scenes(seeds, sim, frames=args.frames, workers=2)
-    scenes = work / "scenes"
-    for split, chunk in (("train", paths[:args.train_scenes]), ("val", paths[args.train_scenes:])):
-        (scenes / split).mkdir(parents=True, exist_ok=True)
-        for p in chunk:
-            link = scenes / split / p.name
-            if not link.exists():
-                link.symlink_to((sim / "pointcept" / p.name).resolve())
-    return scenes, sim, paths[:args.train_scenes]
-
-
-def finetune_job(job: tuple) -> dict:
-    """One fine-tuning run (in a worker process when ``--jobs`` > 1: one torch thread, no loader
-    workers, so parallel runs don't oversubscribe the cores). A finished run is reused."""
-    budget, seed, init_name, init, scenes, out, steps, jobs = job
-    overrides = []
-    if jobs > 1:
-        import torch
-
-        torch.set_num_threads(1)
-        overrides = ["loader.num_workers=0"]
-    out = Path(out)
-    res = finetune_semseg(scenes, init, out, budget, config_files=["semseg_cpu_small"],
-                          overrides=overrides, steps=steps, seed=seed, device="cpu", progress=False, eval_every=0,
-                          resume=(out / "checkpoints" / "last.pt").is_file())
-    print(f"{budget:8s} seed {seed} {init_name:14s} mIoU {100 * res['mIoU']:.2f}", file=sys.stderr, flush=True)
-    return {"budget": budget, "seed": seed, "init": init_name, "mIoU": res["mIoU"], "mAcc": res["mAcc"],
-            "allAcc": res["allAcc"], "minutes": res.get("minutes")}
+METHODS = ["scratch", "pointcontrast"]
+BUDGETS = ["20pts", "200pts"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--out", default="runs/label_efficiency", help="work folder (kept for inspection)")
-    parser.add_argument("--smoke", action="store_true", help="tiny settings to check the script runs")
-    parser.add_argument("--scene-seed", type=int, default=500)
-    parser.add_argument("--train-scenes", type=int, default=10)
-    parser.add_argument("--val-scenes", type=int, default=3)
-    parser.add_argument("--frames", type=int, default=40)
-    parser.add_argument("--frame-skip", type=int, default=3)
-    parser.add_argument("--pretrain-steps", type=int, default=1200)
-    parser.add_argument("--finetune-steps", type=int, default=150)
-    parser.add_argument("--budgets", default="20pts,200pts")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--jobs", type=int, default=2, help="fine-tuning runs in parallel (1 thread each)")
+    parser.add_argument("--json", action="store_true", help="print only the JSON object")
+    parser.add_argument("--out", default="runs/label_efficiency", help="bench folder (kept for inspection)")
+    parser.add_argument("--smoke", action="store_true", help="tiny data and steps, one seed: checks the script runs")
+    parser.add_argument("--resume", action="store_true", help="continue killed runs")
+    parser.add_argument("--pretrain-steps", type=int, default=800)
+    parser.add_argument("--finetune-steps", type=int, default=100)
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (one single-thread process each)")
     args = parser.parse_args()
+    cfg = BenchConfig(methods=METHODS, labels=BUDGETS, seeds=[0, 1, 2], pretrain_seeds=[0, 1], data="builtin",
+                      out=args.out, resume=args.resume, pretrain_steps=args.pretrain_steps,
+                      finetune_steps=args.finetune_steps, jobs=args.jobs, quiet=args.json)
     if args.smoke:
-        args.train_scenes, args.val_scenes, args.frames = 3, 1, 12
-        args.pretrain_steps, args.finetune_steps, args.seeds = 10, 10, "0"
-    start = time.perf_counter()
-    work = Path(args.out)
-    work.mkdir(parents=True, exist_ok=True)
-
-    scenes, sim, train_seqs = build_data(work, args)
-    t_data = time.perf_counter()
-    pairs = work / "pairs"
-    prep = run_prepare("rgbd", [(p.name, p) for p in train_seqs], pairs,
-                       {"frame_skip": args.frame_skip, "voxel_size": 0.025, "depth_trunc": 4.0,
-                        "min_overlap": 0.3, "segments": False}, workers=2, quiet=True)
-
-    spec = METHODS["pointcontrast"]
-    cfg = method_config("pointcontrast", files=["pointcontrast_cpu_small"],
-                            flags={"data_root": str(pairs), "steps": args.pretrain_steps, "device": "cpu",
-                                   "progress": False},
-                            overrides=[f"checkpoint_every={max(args.pretrain_steps // 4, 1)}"])
-    pre_dir = work / "pretrain"
-    backbone = Path(train(cfg, spec, pre_dir, resume=(pre_dir / "checkpoints" / "last.pt").is_file()).backbone_path)
-    t_pre = time.perf_counter()
-
-    jobs = [(budget, seed, init_name, init, str(scenes), str(work / "finetune" / f"{budget}_{init_name}_s{seed}"),
-             args.finetune_steps, args.jobs)
-            for budget in args.budgets.split(",") for seed in map(int, args.seeds.split(","))
-            for init_name, init in (("scratch", "scratch"), ("pointcontrast", str(backbone)))]
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            runs = list(pool.map(finetune_job, jobs))
-    else:
-        runs = [finetune_job(job) for job in jobs]
-
-    table = {}
-    for budget in args.budgets.split(","):
-        row = {}
-        for init_name in ("scratch", "pointcontrast"):
-            vals = [100 * r["mIoU"] for r in runs if r["budget"] == budget and r["init"] == init_name]
-            row[init_name] = {"mean": round(statistics.mean(vals), 2),
-                              "std": round(statistics.stdev(vals), 2) if len(vals) > 1 else 0.0, "runs": vals}
-        row["gain"] = round(row["pointcontrast"]["mean"] - row["scratch"]["mean"], 2)
-        table[budget] = row
-    pre_log = [json.loads(line) for line in (pre_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    result = {
-        "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None, "parallel_finetune_jobs": args.jobs,
-        "train_scenes": args.train_scenes, "val_scenes": args.val_scenes, "frames_per_scene": args.frames,
-        "frame_pairs": prep.get("pairs"), "pretrain_steps": args.pretrain_steps,
-        "pretrain_loss_first_last": [pre_log[0].get("loss"), pre_log[-1].get("loss")] if pre_log else None,
-        "finetune_steps": args.finetune_steps, "seeds": args.seeds, "miou_percent": table, "runs": runs,
-        "minutes": {"data": round((t_data - start) / 60, 2), "pretrain": round((t_pre - t_data) / 60, 2),
-                    "finetune": round((time.perf_counter() - t_pre) / 60, 2),
-                    "total": round((time.perf_counter() - start) / 60, 2)},
-    }
+        cfg.smoke, cfg.seeds, cfg.pretrain_seeds = True, [0], [0]
+        cfg.pretrain_steps = cfg.finetune_steps = None  # the bench's --smoke sizes
+    s = run_bench(cfg)
     if not args.json:
-        for budget, row in table.items():
-            print(f"{budget:8s} scratch {row['scratch']['mean']:.2f} ± {row['scratch']['std']:.2f}   "
-                  f"pointcontrast {row['pointcontrast']['mean']:.2f} ± {row['pointcontrast']['std']:.2f}   "
-                  f"gain {row['gain']:+.2f}")
+        print((Path(args.out) / "report.md").read_text())
+    smallest = next((g for g in s["gains"] if g["budget"] == BUDGETS[0]), None)
+    result = {
+        "benchmark": "contrast3d bench (built-in)", "smoke": args.smoke, "out": args.out,
+        "threads_per_run": s["config"]["threads"], "parallel_runs": args.jobs,
+        "train_scenes": len(s["data"].get("train", [])), "val_scenes": len(s["data"].get("val", [])),
+        "frame_pairs": s["data"].get("frame_pairs"), "pretrain_steps": next((c["pretrain_steps"] for c in s["cost"] if c["pretrain_runs"]), None),
+        "finetune_steps": s["finetune_steps"], "scratch_long_steps": s["long_steps"],
+        "seeds": s["config"]["seeds"], "pretrain_seeds": s["config"]["pretrain_seeds"],
+        "miou_percent": {lab: {b: {k: v[k] for k in ("mean", "std", "n")} for b, v in row.items()}
+                         for lab, row in s["miou"].items()},
+        "paired_gain": [{k: g[k] for k in ("method", "baseline", "budget", "mean", "low", "high", "n", "verdict")}
+                        for g in s["gains"] + s["gains_vs_long"] + s["control"]],
+        "probes": [{"method": p["method"], "linear_miou": p["linear_miou"]["mean"], "knn_miou": p["knn_miou"]["mean"],
+                    "linear_gain": (p.get("linear_miou_gain") or {}).get("mean"),
+                    "knn_gain": (p.get("knn_miou_gain") or {}).get("mean")} for p in s["probes"]],
+        "target_smallest_budget_gain_ge_3_ci_excludes_0": (smallest is not None and smallest["mean"] is not None
+                                                            and smallest["mean"] >= 3.0 and smallest["significant"]),
+        "failed_runs": len(s["failed"]), "minutes": s["minutes"],
+    }
     print(json.dumps(result))
 
 

@@ -6,7 +6,14 @@ Data flows one way: files (:mod:`contrast3d.io`) -> scene records
 -> method and loss (:mod:`contrast3d.methods`, :mod:`contrast3d.losses`) -> engine
 (:mod:`contrast3d.engine`) -> evaluation (:mod:`contrast3d.evaluation`).
 """
-from contrast3d.errors import DataError
+import os as _os
+
+# numba's default OpenMP pool keeps spinning after a parallel kernel (pair mining, segmentation):
+# training that follows in the same process (quickstart, bench) then runs several times slower on
+# few cores. The workqueue pool does not spin. Set before numba is imported; a user's choice wins.
+_os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+
+from contrast3d.errors import DataError  # noqa: E402
 from contrast3d.structures import (
     MultiView,
     PairBatch,

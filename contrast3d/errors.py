@@ -24,18 +24,40 @@ def read_or_skip(sources, read, on_error: str, skipped: list) -> list:
 
     With ``on_error="raise"`` the first DataError propagates; with ``"skip"`` it is warned about,
     appended to ``skipped`` and the source is left out (a dataset with a few bad scenes still trains).
+    When *every* source fails, that is no dataset: a DataError naming the first one and the most
+    common reason is raised instead of the warnings.
     """
     import warnings
 
     if on_error not in ("raise", "skip"):
         raise ValueError("on_error must be 'raise' or 'skip'")
     good = []
+    failed: list[DataError] = []
     for source in sources:
         try:
             good.append((source, read(source)))
         except DataError as err:
             if on_error == "raise":
                 raise
-            warnings.warn(f"skipping scene: {err}", stacklevel=2)
-            skipped.append(err)
+            failed.append(err)
+    skipped.extend(failed)
+    if failed and not good:
+        why = why_all_failed([{"source": e.source, "reason": e.reason} for e in failed])
+        raise DataError(failed[0].source, f"{failed[0].reason} (every input is unusable: {why})")
+    for bad in failed:
+        warnings.warn(f"skipping scene: {bad}", stacklevel=2)
     return good
+
+
+def why_all_failed(skipped: list[dict]) -> str:
+    """One phrase saying why every item of ``skipped`` (``[{"source", "reason"}, ...]``) failed:
+    the most common reason with one file that had it, e.g. ``"3 of 3: depth/0.png: all zero"``."""
+    if not skipped:
+        return "nothing to read"
+    from collections import Counter
+
+    reasons = Counter(str(s.get("reason", "?")) for s in skipped)
+    reason, count = reasons.most_common(1)[0]
+    source = next(s.get("source", "?") for s in skipped if str(s.get("reason", "?")) == reason)
+    others = f"; {len(reasons) - 1} other reason(s)" if len(reasons) > 1 else ""
+    return f"{count} of {len(skipped)}: {source}: {reason}{others}"

@@ -3,13 +3,14 @@
 Reads anything :func:`contrast3d.io.read_any` understands and writes a PLY file (labels and
 extras as scalar properties, faces for meshes) or a Pointcept scene folder (mesh vertices only).
 Without ``--to`` the target is PLY when OUTPUT ends in ``.ply``, a Pointcept folder otherwise.
+Every error (unreadable input, an output that cannot be written) is one line and exit code 2.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from contrast3d.commands._args import output_dir, output_file
 from contrast3d.errors import DataError
 from contrast3d.structures import TriangleMesh
 
@@ -36,11 +37,14 @@ def target_format(output: str, to: str | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from contrast3d.io import read_any, write_ply, write_pointcept_scene
 
-    data = read_any(args.input)
     fmt = target_format(args.output, args.to)
     if args.ascii and fmt != "ply":
-        print("error: --ascii only applies to PLY output", file=sys.stderr)
-        return 1
+        raise DataError("--ascii", "only applies to PLY output")
+    if fmt == "ply":
+        output_file(args.output, "OUTPUT")
+    else:
+        output_dir(args.output, "OUTPUT")
+    data = read_any(args.input)
     try:
         if fmt == "ply":
             write_ply(args.output, data, binary=not args.ascii)
@@ -54,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     except DataError:
         raise
     except (ValueError, OSError) as err:  # unwritable output, existing non-scene folder, ...
-        print(f"error: {args.output}: {err}", file=sys.stderr)
-        return 1
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise DataError(args.output, f"cannot write the output: {reason.replace(f'{args.output}: ', '')}") from None
     if isinstance(data, TriangleMesh):
         what = f"mesh with {data.num_vertices} vertices and {data.num_faces} faces"
         if fmt == "pointcept":

@@ -6,6 +6,10 @@ optionally from a pre-trained ``backbone.safetensors``, under a label budget (``
 ``--labels 20pts``), then evaluates every point of the validation scenes and writes
 ``RUN/results.json`` and ``RUN/results.txt`` (printed at the end). See
 :mod:`contrast3d.evaluation.finetune` for the run folder and config layers.
+
+``contrast3d finetune insseg`` (PointGroup-style heads, ScanNet AP / AP50 / AP25) and ``contrast3d
+finetune det`` (VoteNet-style head, mAP@0.25 / mAP@0.5) take the same flags and write the same run
+folder plus their head weights; see :mod:`contrast3d.evaluation.finetune_tasks`.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from contrast3d.commands._args import label_budget, nonnegative_int, output_dir, positive_int, train_device
 from contrast3d.errors import DataError
 
 
@@ -24,38 +29,65 @@ def register(sub: argparse._SubParsersAction) -> None:
                          description="Fine-tune SpUNet for semantic segmentation; writes config.yaml, metrics.jsonl, "
                                      "tb/, checkpoints/, scene_split.json, label_split.json, results.json and "
                                      "results.txt into --out.")
+    _add_flags(s, "semseg_cpu_small")
+    s.set_defaults(func=run_semseg)
+    s = tasks.add_parser("insseg", help="instance segmentation, PointGroup-style (ScanNet AP / AP50 / AP25)",
+                         description="Fine-tune SpUNet with PointGroup semantic + offset heads and evaluate ScanNet "
+                                     "instance AP on every point of the validation scenes (needs instance.npy); "
+                                     "writes the same run folder as semseg plus insseg_heads.safetensors.")
+    _add_flags(s, "insseg_cpu_small")
+    s.set_defaults(func=run_task, task="insseg")
+    s = tasks.add_parser("det", help="3D object detection, VoteNet-style (mAP@0.25 / mAP@0.5)",
+                         description="Fine-tune SpUNet with a VoteNet head on axis-aligned boxes of the instance "
+                                     "labels (needs instance.npy) and evaluate VoteNet's mAP on the validation "
+                                     "scenes; writes the same run folder as semseg plus det_head.safetensors.")
+    _add_flags(s, "det_cpu_small")
+    s.set_defaults(func=run_task, task="det")
+
+
+def _add_flags(s: argparse.ArgumentParser, small: str) -> None:
+    """The flags every fine-tuning task shares."""
     s.add_argument("--data", help="folder of Pointcept scene folders (with train/ and val/ or split 80/20)")
     s.add_argument("--init", help="'scratch', a backbone.safetensors exported by 'contrast3d pretrain', a training "
                                   "checkpoint or a Pointcept .pth")
     s.add_argument("--lenient", action="store_true",
                    help="load only the matching tensors of weights that partly fit (default: refuse a partial load)")
     s.add_argument("--out", required=True, help="run folder")
-    s.add_argument("--labels", help="label budget: all (default), 1%%, 5%% (share of training scenes), "
-                                    "20pts, 200 (labelled points per scene)")
+    s.add_argument("--labels", type=label_budget,
+                   help="label budget: all (default), 1%%, 5%% (share of training scenes), "
+                        "20pts, 200 (labelled points per scene)")
     s.add_argument("--config", action="append", default=[], metavar="FILE",
-                   help="YAML config over the presets, or a shipped preset name such as semseg_cpu_small "
-                        "(repeatable)")
+                   help=f"YAML config over the presets, or a shipped preset name such as {small} (repeatable)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override one value, e.g. --set optim.lr=0.05 (repeatable)")
-    s.add_argument("--steps", type=int, help="total optimizer steps")
+    s.add_argument("--steps", type=positive_int, help="total optimizer steps (>= 1)")
     s.add_argument("--seed", type=int, help="seed of the label split, initialisation and augmentation")
-    s.add_argument("--device", choices=["auto", "cpu", "cuda"], help="training device (default auto)")
-    s.add_argument("--eval-every", type=int, metavar="K", help="evaluate every K steps (logged as val/mIoU)")
+    s.add_argument("--device", type=train_device, help="training device: auto (default), cpu or cuda")
+    s.add_argument("--eval-every", type=nonnegative_int, metavar="K",
+                   help="evaluate every K steps (logged as val/...; 0 = only at the end)")
     s.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.pt if present")
+    s.add_argument("--strict", action="store_true",
+                   help="stop at the first unreadable or unlabelled scene (= --set data.strict=true; default: skip)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s.set_defaults(func=run_semseg)
+
+
+def _check_new_run(args: argparse.Namespace) -> Path:
+    out = output_dir(args.out)
+    if args.strict:
+        args.overrides = [*args.overrides, "data.strict=true"]
+    resumed = args.resume and (out / "config.yaml").is_file()
+    if not resumed and not args.data:
+        raise DataError(out, "--data is required for a new run")
+    if not resumed and not args.init:
+        raise DataError(out, "--init is required for a new run: a backbone.safetensors or 'scratch'")
+    return out
 
 
 def run_semseg(args: argparse.Namespace) -> int:
     from contrast3d.engine.trainer import NonFiniteLossError
     from contrast3d.evaluation.finetune import finetune_semseg
 
-    out = Path(args.out)
-    resumed = args.resume and (out / "config.yaml").is_file()
-    if not resumed and not args.data:
-        raise DataError(out, "--data is required for a new run")
-    if not resumed and not args.init:
-        raise DataError(out, "--init is required for a new run: a backbone.safetensors or 'scratch'")
+    out = _check_new_run(args)
     try:
         results = finetune_semseg(args.data, args.init, out, args.labels, config_files=args.config,
                                   overrides=args.overrides, steps=args.steps, seed=args.seed, device=args.device,
@@ -69,4 +101,26 @@ def run_semseg(args: argparse.Namespace) -> int:
           f"allAcc {100 * (results['allAcc'] or 0):.2f}  ({results['label_budget']} labels, init "
           f"{results['init']}, {results['steps']} steps, {results['minutes']:.1f} min); "
           f"results: {out / 'results.json'}")
+    return 0
+
+
+def run_task(args: argparse.Namespace) -> int:
+    """``finetune insseg`` / ``finetune det``: train, evaluate, print the table and the headline."""
+    from contrast3d.engine.trainer import NonFiniteLossError
+    from contrast3d.evaluation.finetune_tasks import finetune_task
+
+    out = _check_new_run(args)
+    try:
+        results = finetune_task(args.task, args.data, args.init, out, args.labels, config_files=args.config,
+                                overrides=args.overrides, steps=args.steps, seed=args.seed, device=args.device,
+                                eval_every=args.eval_every, progress=False if args.no_progress else None,
+                                resume=args.resume, lenient=args.lenient)
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    print((out / "results.txt").read_text(), end="")
+    keys = ("AP", "AP50", "AP25") if args.task == "insseg" else ("mAP@0.25", "mAP@0.5")
+    head = "  ".join(f"{k} {100 * (results.get(k) or 0):.2f}" for k in keys)
+    print(f"{head}  ({results['label_budget']} labels, init {results['init']}, {results['steps']} steps, "
+          f"{results['minutes']:.1f} min); results: {out / 'results.json'}")
     return 0

@@ -13,6 +13,7 @@ import difflib
 import sys
 from pathlib import Path
 
+from contrast3d.commands._args import output_dir, positive_int, train_device
 from contrast3d.errors import DataError
 
 
@@ -31,12 +32,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override one value, e.g. --set optim.lr=0.05 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.pt if present")
-    p.add_argument("--steps", type=int, help="total optimizer steps")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="training device (default auto)")
+    p.add_argument("--steps", type=positive_int, help="total optimizer steps (>= 1)")
+    p.add_argument("--device", type=train_device, help="training device: auto (default), cpu or cuda")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first unreadable scene or sample (= --set data.strict=true; default: skip "
+                        "and list them in RUN/skipped_samples.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--probe-data", metavar="DIR",
                    help="labelled Pointcept scenes: log linear/kNN probe mIoU and collapse statistics")
-    p.add_argument("--probe-every", type=int, default=500, metavar="K", help="probe every K steps (default 500)")
+    p.add_argument("--probe-every", type=positive_int, default=500, metavar="K",
+                   help="probe every K steps (default 500)")
     p.set_defaults(func=run)
 
 
@@ -68,6 +73,13 @@ def resolve_config(method: str, out: Path, args: argparse.Namespace, *, resume: 
     spec = method_spec(method)
     saved = out / "config.yaml"
     resumed_cfg = resume and saved.is_file()
+    if resumed_cfg:
+        from contrast3d.config import load_yaml
+
+        started = load_yaml(saved).get("method_name")
+        if started and started != method:
+            raise DataError(out, f"the run was started with method '{started}', not '{method}'; resume it as "
+                                 f"'contrast3d pretrain {started} --resume' or choose another --out")
     flags = {k: v for k, v in {"data_root": args.data, "steps": args.steps, "device": args.device}.items()
              if v is not None}
     if getattr(args, "no_progress", False):
@@ -87,9 +99,11 @@ def run(args: argparse.Namespace) -> int:
         raise DataError("pretrain", "METHOD is required (contrast3d pretrain --list shows them)")
     if not args.out:
         raise DataError("pretrain", "--out RUN is required")
-    out = Path(args.out)
+    out = output_dir(args.out)
     if not (args.resume and (out / "config.yaml").is_file()) and not args.data:
         raise DataError(out, "--data is required for a new run")
+    if args.strict:
+        args.overrides = [*args.overrides, "data.strict=true"]
     spec, cfg = resolve_config(args.method, out, args, resume=args.resume)
     callbacks = []
     if args.probe_data:

@@ -4,13 +4,16 @@ from __future__ import annotations
 import argparse
 import json
 
+from contrast3d.commands._args import positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("probe", help="linear and kNN probe mIoU + collapse statistics of a frozen backbone")
     p.add_argument("--init", required=True, help="backbone .safetensors (with its .json sidecar)")
     p.add_argument("--data", required=True, help="labelled Pointcept scenes (train/ + val/ or a seeded split)")
-    p.add_argument("--num-classes", type=int, default=20)
-    p.add_argument("--max-scenes", type=int, default=8, help="scenes per split used by the probes")
+    p.add_argument("--num-classes", type=positive_int, default=20,
+                   help="semantic classes; every label must be below it (default 20)")
+    p.add_argument("--max-scenes", type=positive_int, default=8, help="scenes per split used by the probes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)

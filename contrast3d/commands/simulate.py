@@ -6,26 +6,26 @@ import argparse
 import sys
 import time
 
+from contrast3d.commands._args import int_range, nonnegative_int, output_dir, positive_float, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="generate synthetic indoor scenes with RGB-D frames in the ScanNet layout")
-    p.add_argument("--scenes", type=int, default=4, help="number of scenes (default 4)")
+    p.add_argument("--scenes", type=positive_int, default=4, help="number of scenes (default 4)")
     p.add_argument("--out", required=True, help="output folder (one sub-folder per scene, plus pointcept/)")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    p.add_argument("--workers", type=positive_int, default=1, help="parallel processes (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first scene; scene i uses seed+i (default 0)")
-    p.add_argument("--frames", type=int, default=60, help="RGB-D frames per scene (default 60)")
-    p.add_argument("--width", type=int, default=320, help="frame width in pixels (default 320)")
-    p.add_argument("--height", type=int, default=240, help="frame height in pixels (default 240)")
-    p.add_argument("--density", type=float, default=1500.0,
+    p.add_argument("--frames", type=nonnegative_int, default=60, help="RGB-D frames per scene (default 60)")
+    p.add_argument("--width", type=int_range(8), default=320, help="frame width in pixels (default 320)")
+    p.add_argument("--height", type=int_range(8), default=240, help="frame height in pixels (default 240)")
+    p.add_argument("--density", type=positive_float, default=1500.0,
                    help="surface points per square metre of the Pointcept clouds (default 1500)")
     p.add_argument("--no-frames", action="store_true", help="only meshes and point clouds, no RGB-D frames")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.scenes < 1 or args.frames < 0 or args.width < 8 or args.height < 8 or args.workers < 1:
-        print("error: --scenes/--workers must be >= 1, --frames >= 0, --width/--height >= 8", file=sys.stderr)
-        return 2
+    output_dir(args.out)
     frames = 0 if args.no_frames else args.frames
     from contrast3d.simulate.batch import simulate_scenes
 

@@ -48,6 +48,7 @@ from contrast3d.data.rgbd import frame_to_cloud, voxel_downsample_index
 from contrast3d.data.views import make_view_pair
 from contrast3d.data.voxelize import voxelize
 from contrast3d.errors import DataError, read_or_skip, why_all_failed
+from contrast3d.io._common import check_regular_file
 from contrast3d.io.frames import FrameSequence, open_frame_folder
 from contrast3d.structures import MultiView, PointCloud
 
@@ -71,6 +72,7 @@ def save_frame_cloud(path: str | Path, cloud: PointCloud) -> None:
 
 def load_frame_cloud(path: str | Path, name: str = "") -> PointCloud:
     """Read a frame ``.npz`` into a validated :class:`PointCloud` (world coordinates)."""
+    check_regular_file(path, "frame cloud")  # a FIFO would block np.load forever
     try:
         with np.load(path) as z:
             data = {k: z[k] for k in z.files}
@@ -209,7 +211,7 @@ def read_scene(scene_dir: str | Path) -> tuple[dict, list[tuple[str, str, float]
         for f in (a, b):
             if f not in known:
                 raise DataError(scene_dir / PAIRS_FILE, f"pair refers to unknown frame '{f}'")
-    missing = [f for f in known if not (scene_dir / "frames" / f"{f}.npz").is_file()]
+    missing = [f for f in known if not (scene_dir / "frames" / f"{f}.npz").exists()]  # (a FIFO: refused when read)
     if missing:
         raise DataError(scene_dir / "frames", f"{len(missing)} frame file(s) missing, e.g. '{missing[0]}.npz'")
     return info, pairs

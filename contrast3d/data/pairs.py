@@ -28,6 +28,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from contrast3d.errors import DataError
+from contrast3d.io._common import read_bytes
 
 PAIRS_FILE = "pairs.txt"
 
@@ -257,8 +258,12 @@ def load_pairs(scene_dir: str | Path) -> list[tuple[str, str, float]]:
     path = Path(scene_dir) / PAIRS_FILE
     if not path.is_file():
         raise DataError(path, "missing pairs file (run scene preparation first)")
+    try:
+        text = read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(path, f"not UTF-8 text ({err.reason} at byte {err.start})") from None
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split()

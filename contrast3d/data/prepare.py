@@ -8,9 +8,11 @@ A run turns every input scene (an RGB-D sequence, or a mesh / point cloud; see
   interrupted run never leaves a half-written ``<out>/<scene>``;
 * a scene whose folder has the marker is skipped on re-run (``overwrite=True`` redoes it);
   temporary folders of runs that are no longer alive are removed at the start of a run;
-* a bad input raises :class:`DataError` in its job: a bad *frame* is left out of its scene
-  (listed in the summary), a scene that cannot be prepared is skipped; ``strict=True`` stops
-  the run at the first one instead (the DataError is re-raised; the CLI exits with 2);
+* a bad input raises :class:`DataError` (or an ``OSError`` reading it) in its job: a bad *frame* is
+  left out of its scene (listed in the summary), a scene that cannot be prepared is skipped with
+  the reason (for a scene without one usable frame: the most common frame problem); ``strict=True``
+  stops the run at the first one instead (the DataError is re-raised; the CLI exits with 2), and
+  a run that prepared no scene at all is an error too (the CLI names the first failure, exit 2);
 * ``workers > 1`` runs jobs in spawned processes, each limited to ``cpus // workers`` numba /
   torch / BLAS threads;
 * the summary (scenes done / already done / failed, frames, pairs, points, seconds, skipped
@@ -111,6 +113,9 @@ def run_job(job: SceneJob) -> dict[str, Any]:
         replace_dir(tmp, job.final)
     except DataError as err:
         result.update(status="failed", error={"source": err.source, "reason": err.reason})
+    except OSError as err:  # an input that vanished or cannot be read mid-job: skip the scene like a bad one
+        result.update(status="failed", error={"source": str(err.filename or job.source),
+                                              "reason": f"cannot read ({err.strerror or err})"})
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -6,10 +6,24 @@ classes. Layers, later wins::
 
     dataclass defaults < presets (e.g. configs/pretrain/base.yaml, configs/pretrain/<method>.yaml)
                        < --config FILE < command-line flags < --set key=value
+
+Changing settings on ``--resume`` (:func:`resume_changes`): the run folder's ``config.yaml`` is the
+starting point, and what differs from the checkpoint's config is either *applied from the resume
+step on* -- ``steps``, the schedule, ``optim.lr`` / ``weight_decay`` / ``momentum`` / ``nesterov`` /
+``betas`` / ``eps`` (re-applied to the restored optimizer), ``optim.clip_grad_norm``, logging and
+checkpoint cadence, ``data_root``, ``device``, loader workers, and ``data.*`` / ``method.*`` values the
+objective is rebuilt with -- and recorded as ``{"step", "key", "from", "to"}`` in the config's
+``resume_changes`` (so ``config.yaml`` and the checkpoints tell the whole history; ``metrics.jsonl``
+keeps one line per logged step and shows the new values from that step on); or it is *refused*
+(:data:`RESUME_FIXED`: the architecture, the optimizer type and its parameter groups, the seed and
+batching that define the sample order, mixed precision), because the run would no longer continue
+the checkpoint. An objective may refuse more keys through a
+``resume_fixed_keys`` attribute (e.g. fine-tuning's ``method.init`` and ``method.labels``, which a
+resumed run takes from its run folder).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +51,8 @@ class TrainConfig:
         progress: show a progress bar on rank 0.
         find_unused_parameters: passed to DDP (methods whose forward skips some parameters).
         sync_bn: convert BatchNorm to SyncBatchNorm under multi-GPU DDP (never on CPU).
+        resume_changes: settings changed on ``--resume`` (written by the trainer, see the module
+            docstring): ``[{"step": s, "key": "optim.lr", "from": 0.1, "to": 0.01}, ...]``.
     """
 
     method_name: str = ""
@@ -58,6 +74,13 @@ class TrainConfig:
     data: Any = field(default_factory=EmptyConfig)
     model: Any = field(default_factory=EmptyConfig)
     method: Any = field(default_factory=EmptyConfig)
+    resume_changes: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name, low in (("steps", 1), ("log_every", 1), ("checkpoint_every", 0), ("keep_every", 0)):
+            value = getattr(self, name)
+            if isinstance(value, int) and value < low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
 def load_train_config(name: str, sections: dict[str, type], *, presets: Iterable[str | Path] = (),
@@ -88,3 +111,41 @@ def load_train_config(name: str, sections: dict[str, type], *, presets: Iterable
         data = merge(data, layer)
     data = apply_overrides(TrainConfig, data, overrides, sections)
     return from_dict(TrainConfig, data, source="resolved config", sections=sections)
+
+
+#: Keys (or ``prefix.`` for a whole section) that cannot change on ``--resume`` (module docstring).
+RESUME_FIXED = ("method_name", "model.", "optim.name", "optim.no_decay_norm_bias", "seed", "loader.batch_size",
+                "loader.shuffle", "loader.drop_last", "amp", "sync_bn")
+#: Keys that may change although they match :data:`RESUME_FIXED` (the backend does not change the weights).
+RESUME_FREE = ("model.backend",)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def resume_changes(saved: dict[str, Any], now: dict[str, Any], fixed: Sequence[str] = ()) -> dict[str, tuple]:
+    """``{dotted key: (saved value, new value)}`` of the settings that differ between a checkpoint's
+    config and the resumed run's (both plain dicts, :func:`~contrast3d.config.to_dict`).
+
+    Keys present on one side only (a newer or older config schema) and ``resume_changes`` itself
+    are not compared. Raises :class:`ValueError` naming the first key that may not change
+    (:data:`RESUME_FIXED` plus ``fixed``).
+    """
+    old, new = _flatten(saved), _flatten(now)
+    changes = {k: (old[k], new[k]) for k in sorted(old.keys() & new.keys())
+               if k != "resume_changes" and old[k] != new[k]}
+    rules = tuple(RESUME_FIXED) + tuple(fixed)
+    for key, (a, b) in changes.items():
+        if key in RESUME_FREE:
+            continue
+        if any(key == r or (r.endswith(".") and key.startswith(r)) for r in rules):
+            raise ValueError(f"{key} cannot change on --resume (the checkpoint has {a!r}, now {b!r}): the run "
+                             f"would no longer continue the checkpoint; start a new run (another --out) instead")
+    return changes

@@ -11,17 +11,26 @@
   has that method, else ``dataset[index]`` (after ``dataset.set_epoch(epoch)`` if it has one;
   this runs inside the worker, so persistent workers see the right epoch).
 * :func:`build_loader` — a :class:`~torch.utils.data.DataLoader` over both, with seeded workers.
+
+Bad samples: a :class:`~contrast3d.errors.DataError` raised while loading a sample (a garbled frame
+file found only when it is read) never crosses the worker boundary as an exception -- torch would
+re-raise it as a ``RuntimeError`` holding the worker's traceback. :class:`SeededDataset` returns a
+:class:`SampleError` in its place and :class:`SafeCollate` collates the good samples of the batch
+into a :class:`FailedSamples`; the trainer then skips and lists the bad files (default) or stops
+with the DataError on one line (``data.strict``).
 """
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from contrast3d.errors import DataError
 
 
 @dataclass
@@ -49,6 +58,46 @@ class LoaderConfig:
             raise ValueError(f"loader.batch_size must be >= 1, got {self.batch_size}")
         if self.num_workers < 0:
             raise ValueError(f"loader.num_workers must be >= 0, got {self.num_workers}")
+        if self.prefetch_factor < 1:
+            raise ValueError(f"loader.prefetch_factor must be >= 1, got {self.prefetch_factor}")
+
+
+@dataclass
+class SampleError:
+    """A sample whose loading raised :class:`DataError`: dataset ``index``, the file and the reason."""
+
+    index: int
+    source: str
+    reason: str
+
+
+@dataclass
+class FailedSamples:
+    """What :class:`SafeCollate` returns for a batch with bad samples: their errors and the other
+    samples collated (``None`` when none was readable)."""
+
+    errors: list[SampleError] = field(default_factory=list)
+    batch: Any = None
+
+
+class SafeCollate:
+    """``collate`` for batches without :class:`SampleError` s; a :class:`FailedSamples` otherwise.
+
+    A :class:`DataError` raised by ``collate`` itself (e.g. a sample that fails validation) also
+    becomes a :class:`FailedSamples` of the whole batch. Picklable when ``collate`` is.
+    """
+
+    def __init__(self, collate: Callable[[list], Any]):
+        self.collate = collate
+
+    def __call__(self, samples: list) -> Any:
+        errors = [s for s in samples if isinstance(s, SampleError)]
+        good = [s for s in samples if not isinstance(s, SampleError)]
+        try:
+            batch = self.collate(good) if good else None
+        except DataError as err:
+            return FailedSamples(errors + [SampleError(-1, err.source, err.reason)], None)
+        return FailedSamples(errors, batch) if errors else batch
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -67,14 +116,15 @@ class ResumableBatchSampler(Sampler[list[tuple[int, int]]]):
     def __init__(self, num_samples: int, batch_size: int, *, seed: int = 0, rank: int = 0,
                  world_size: int = 1, shuffle: bool = True, drop_last: bool = True):
         if num_samples < 1:
-            raise ValueError("the dataset is empty")
+            raise DataError("dataset", "is empty: no training samples")
         self.num_samples, self.batch_size = num_samples, batch_size
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.shuffle, self.drop_last = shuffle, drop_last
         self.per_rank = -(-num_samples // world_size)
         if drop_last and self.per_rank < batch_size:
-            raise ValueError(f"the dataset has {num_samples} samples, fewer than one batch per process "
-                             f"(batch_size {batch_size} x {world_size} processes); lower loader.batch_size")
+            raise DataError("loader.batch_size", f"the dataset has {num_samples} samples, fewer than one batch per "
+                                                 f"process (batch_size {batch_size} x {world_size} processes); lower "
+                                                 f"loader.batch_size")
         self.epoch = 0
         self.start = 0
 
@@ -119,6 +169,13 @@ class SeededDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
+        """The sample, or a :class:`SampleError` when loading it raised :class:`DataError`."""
+        try:
+            return self._seeded(key)
+        except DataError as err:
+            return SampleError(int(key[1]), err.source, err.reason)
+
+    def _seeded(self, key: tuple[int, int]) -> Any:
         if torch.utils.data.get_worker_info() is not None:
             return self._load(*key)
         # In the main process (num_workers=0): leave the training RNG streams untouched.
@@ -154,14 +211,15 @@ def build_loader(dataset: Any, collate: Callable[[list], Any], cfg: LoaderConfig
                  rank: int = 0, world_size: int = 1, pin_memory: bool = False) -> DataLoader:
     """A DataLoader of :class:`SeededDataset` batches driven by a :class:`ResumableBatchSampler`.
 
-    Use ``loader.batch_sampler.set_epoch(e)`` / ``set_start(k)`` before ``iter(loader)``.
+    Use ``loader.batch_sampler.set_epoch(e)`` / ``set_start(k)`` before ``iter(loader)``. Batches with
+    unreadable samples come out as :class:`FailedSamples` (see the module docstring).
     Workers are persistent (no re-spawn per epoch) and seeded from a generator of ``(seed, rank)``,
     so the main process's RNG is not consumed by creating iterators.
     """
     sampler = ResumableBatchSampler(len(dataset), cfg.batch_size, seed=seed, rank=rank,
                                     world_size=world_size, shuffle=cfg.shuffle, drop_last=cfg.drop_last)
     workers = cfg.num_workers
-    return DataLoader(SeededDataset(dataset, seed), batch_sampler=sampler, collate_fn=collate,
+    return DataLoader(SeededDataset(dataset, seed), batch_sampler=sampler, collate_fn=SafeCollate(collate),
                       num_workers=workers, pin_memory=pin_memory and cfg.pin_memory,
                       worker_init_fn=seed_worker if workers else None,
                       generator=torch.Generator().manual_seed(seed * 1000 + rank),

@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from contrast3d.errors import DataError
+
 
 @dataclass
 class DistContext:
@@ -39,7 +41,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but CUDA is not available (use --device cpu)")
+            raise DataError("--device cuda", "CUDA is not available on this machine (use --device cpu or auto)")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
 

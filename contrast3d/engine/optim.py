@@ -63,9 +63,9 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"optim.lr must be a finite number > 0, got {self.lr}")
+            raise ValueError(f"optim.lr must be > 0 and finite, got {self.lr}")
         if self.clip_grad_norm is not None and not (math.isfinite(self.clip_grad_norm) and self.clip_grad_norm > 0):
-            raise ValueError(f"optim.clip_grad_norm must be a finite number > 0 or null, got {self.clip_grad_norm}")
+            raise ValueError(f"optim.clip_grad_norm must be > 0 (finite) or null, got {self.clip_grad_norm}")
         for name in ("weight_decay", "momentum"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):

@@ -12,15 +12,25 @@ of ``objective.exports()`` is written as ``NAME.safetensors`` + ``NAME.json`` (a
 Parameters **and buffers** are checked for finiteness before every checkpoint and export: a run
 that diverged stops with the last good checkpoint untouched and exports nothing.
 
+Unreadable samples (a :class:`~contrast3d.errors.DataError` while loading, e.g. a garbled frame
+file): skipped, warned about once per file and listed in ``skipped_samples.json`` (default), or the
+run stops with that DataError (``data.strict: true``). A whole epoch without a readable sample stops.
+
+``--resume`` with changed settings: applied from the resume step and recorded, or refused (see
+:mod:`contrast3d.engine.config`); the optimizer's restored learning rates and hyper-parameters are
+re-derived from the new config, so the change is real.
+
 Run folder::
 
     config.yaml  metrics.jsonl  tb/  checkpoints/last.pt  [checkpoints/step_*.pt]
-    backbone.safetensors  backbone.json  [other exports]
+    backbone.safetensors  backbone.json  [other exports]  [skipped_samples.json]
 """
 from __future__ import annotations
 
+import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +41,15 @@ import torch
 from contrast3d.config import config_digest, dump_yaml, to_dict
 from contrast3d.engine import distributed as D
 from contrast3d.engine.checkpoint import CheckpointError, CheckpointManager
-from contrast3d.engine.config import TrainConfig
-from contrast3d.engine.data import ResumableBatchSampler, build_loader
+from contrast3d.engine.config import TrainConfig, resume_changes
+from contrast3d.engine.data import FailedSamples, ResumableBatchSampler, build_loader
 from contrast3d.engine.logging import MetricLogger
 from contrast3d.engine.objective import HookContext, TrainObjective, frozen_prefixes, module_prefix, tensor_digest
 from contrast3d.engine.optim import build_optimizer, build_scheduler
 from contrast3d.engine.rng import capture_rng, derive_seed, restore_rng, seed_all
+from contrast3d.errors import DataError
+
+SKIPPED_FILE = "skipped_samples.json"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -72,6 +85,7 @@ class TrainResult:
     backbone_path: Path | None
     scalars: dict[str, float] = field(default_factory=dict)
     exports: dict[str, Path] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def move_to(batch: Any, device: torch.device) -> Any:
@@ -131,14 +145,22 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.steps)
         self.use_amp = cfg.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        self.loader = build_loader(dataset, collate, cfg.loader, seed=cfg.seed, rank=self.ctx.rank,
-                                   world_size=self.ctx.world_size, pin_memory=self.device.type == "cuda")
+        try:
+            self.loader = build_loader(dataset, collate, cfg.loader, seed=cfg.seed, rank=self.ctx.rank,
+                                       world_size=self.ctx.world_size, pin_memory=self.device.type == "cuda")
+        except DataError as err:
+            where = cfg.data_root or "dataset"
+            raise DataError(where, err.reason if err.source == "dataset" else f"{err.source}: {err.reason}") from None
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.keep_every)
         self.callbacks = list(callbacks)
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
         self.saved_step: int | None = None
+        self.skipped_samples: dict[str, str] = {}
+        self.changes: dict[str, tuple] = {}
+        self._empty_batches = 0
+        self._unwarned: list[str] = []
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -175,14 +197,18 @@ class Trainer:
                 for name, record in self._records().items()}
 
     def _check_finite_state(self) -> None:
-        """Stop (no checkpoint, no export) when a parameter or buffer holds NaN/Inf."""
-        bad = [k for k, v in self.method.state_dict().items()
-               if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        """Stop (no checkpoint, no export) when a parameter or buffer holds NaN/Inf, or a value whose
+        square overflows float32 (:data:`~contrast3d.models.pretrained.MAX_ABS_WEIGHT`: the next forward
+        pass would be Inf; such a checkpoint would be no good one to resume from)."""
+        from contrast3d.models.pretrained import MAX_ABS_WEIGHT, diverged_tensors
+
+        bad = diverged_tensors(self.method.state_dict())
         if not D.all_true(not bad, self.ctx):
             last = (f"{self.checkpoints.last} (step {self.saved_step})" if self.saved_step is not None
                     else "none written yet")
             raise NonFiniteLossError(
-                f"non-finite weights or buffers after step {self.step} (rank {self.ctx.rank}): "
+                f"non-finite weights or buffers (NaN/Inf or |x| > {MAX_ABS_WEIGHT:g}) after step {self.step} "
+                f"(rank {self.ctx.rank}): "
                 f"{len(bad)} tensor(s), e.g. {', '.join(bad[:3]) or 'on another rank'}; stopped without saving "
                 f"or exporting; last good checkpoint: {last}")
 
@@ -193,6 +219,13 @@ class Trainer:
         saved = ckpt.get("config", {}).get("method_name")
         if saved and saved != self.cfg.method_name:
             raise CheckpointError(source, f"checkpoint is from method '{saved}', not '{self.cfg.method_name}'")
+        try:
+            changes = resume_changes(ckpt.get("config") or {}, to_dict(self.cfg),
+                                     getattr(self.method, "resume_fixed_keys", ()))
+        except ValueError as err:
+            raise CheckpointError(source, str(err)) from None
+        if self.cfg.steps < ckpt["step"]:
+            raise CheckpointError(source, f"steps={self.cfg.steps} is below the checkpoint's step {ckpt['step']}")
         saved_frozen = ckpt.get("frozen") or {}
         for name, info in self._frozen_info().items():
             old = saved_frozen.get(name)
@@ -214,6 +247,35 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
         restore_rng(ckpt["rng"][self.ctx.rank])
         self.saved_step = self.step
+        self._apply_changes(changes)
+        history = list((ckpt.get("config") or {}).get("resume_changes") or [])
+        history += [{"step": self.step, "key": k, "from": a, "to": b} for k, (a, b) in changes.items()]
+        self.cfg.resume_changes = history  # config.yaml and later checkpoints carry the whole history
+        self.changes = changes
+
+    def _apply_changes(self, changes: dict[str, tuple]) -> None:
+        """Re-derive what the checkpoint restored from the old config: base learning rates (``optim.lr``
+        scales every group's), optimizer hyper-parameters and the current learning rates (new ``steps``
+        or schedule)."""
+        opt, sched = self.optimizer, self.scheduler
+        if "optim.lr" in changes:
+            old, new = changes["optim.lr"]
+            ratio = float(new) / float(old)
+            sched.base_lrs = [b * ratio for b in sched.base_lrs]
+            for g in opt.param_groups:
+                if "initial_lr" in g:
+                    g["initial_lr"] *= ratio
+        for name in ("weight_decay", "momentum", "nesterov", "eps", "betas"):
+            if f"optim.{name}" in changes:
+                old, new = changes[f"optim.{name}"]
+                for g in opt.param_groups:
+                    have = list(g[name]) if isinstance(g.get(name), tuple) else g.get(name)
+                    if name in g and have == old:  # groups with their own value (e.g. no decay) keep it
+                        g[name] = tuple(new) if name == "betas" else new
+        if any(k in ("optim.lr", "steps") or k.startswith("schedule.") for k in changes):
+            for g, base, factor in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas):
+                g["lr"] = base * factor(sched.last_epoch)
+            sched._last_lr = [g["lr"] for g in opt.param_groups]
 
     def save_checkpoint(self) -> None:
         self._check_finite_state()
@@ -234,9 +296,53 @@ class Trainer:
                 self.batch_in_epoch += 1
                 if self.batch_in_epoch == len(sampler):
                     self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                if isinstance(batch, FailedSamples):
+                    batch = self._skip_failed(batch, len(sampler))
+                    if batch is None:
+                        continue
+                elif self._unwarned:
+                    self._warn_skipped()
                 yield batch
             if self.batch_in_epoch:  # the loader ended early (cannot happen with a fixed sampler)
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+
+    def _skip_failed(self, failed: FailedSamples, epoch_batches: int) -> Any:
+        """The readable part of a batch with unreadable samples (``None``: nothing readable); with
+        ``data.strict`` the first DataError stops the run."""
+        first = failed.errors[0]
+        if getattr(self.cfg.data, "strict", False):
+            raise DataError(first.source, f"{first.reason} (data.strict: stopped at the first bad sample)")
+        for err in failed.errors:
+            if err.source not in self.skipped_samples:
+                self.skipped_samples[err.source] = err.reason
+                self._unwarned.append(err.source)
+        self._empty_batches = self._empty_batches + 1 if failed.batch is None else 0
+        if self._empty_batches > max(1, epoch_batches):
+            raise DataError(self.cfg.data_root or "dataset", f"no readable sample in a whole epoch "
+                                                             f"({len(self.skipped_samples)} bad file(s), e.g. "
+                                                             f"{first.source}: {first.reason})")
+        if failed.batch is not None:
+            self._warn_skipped()
+        return failed.batch
+
+    def _warn_skipped(self) -> None:
+        """One warning per skipped file, given once training goes on (a run that stops because
+        nothing is readable says so in its one error line instead)."""
+        for source in self._unwarned:
+            warnings.warn(f"skipping unreadable sample {source}: {self.skipped_samples[source]}", stacklevel=3)
+        self._unwarned = []
+
+    def _write_skipped(self, logger: MetricLogger) -> None:
+        """List the skipped files in ``skipped_samples.json`` (merged over resumed segments)."""
+        path = self.run_dir / SKIPPED_FILE
+        try:
+            listed = {d["source"]: d["reason"] for d in json.loads(path.read_text())["skipped"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            listed = {}
+        listed.update(self.skipped_samples)
+        path.write_text(json.dumps({"skipped": [{"source": k, "reason": v} for k, v in sorted(listed.items())]},
+                                   indent=1) + "\n")
+        logger.message(f"skipped {len(self.skipped_samples)} unreadable sample file(s); listed in {path}")
 
     def _forward(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
@@ -316,6 +422,9 @@ class Trainer:
                               progress=cfg.progress)
         if self.step:
             logger.message(f"resumed from {self.checkpoints.last} at step {self.step}")
+        if self.changes:
+            logger.message("changed on resume (applied from step {}; recorded in config.yaml): {}".format(
+                self.step, "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in self.changes.items())))
         window: dict[str, float] = {}
         count = 0
         scalars: dict[str, float] = {}
@@ -341,12 +450,15 @@ class Trainer:
                 if due or self.step == stop:
                     self.save_checkpoint()
             exported: dict[str, Path] = {}
+            if self.skipped_samples and ctx.is_main:
+                self._write_skipped(logger)
             if self.step == cfg.steps:
                 self._check_finite_state()
                 if ctx.is_main:
                     exported = self.export()
             D.barrier(ctx)
-            return TrainResult(self.step, self.run_dir, exported.get("backbone"), scalars, exported)
+            return TrainResult(self.step, self.run_dir, exported.get("backbone"), scalars, exported,
+                               dict(self.skipped_samples))
         finally:
             batches.close()
             logger.close()

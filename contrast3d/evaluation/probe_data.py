@@ -17,15 +17,23 @@ from contrast3d.structures import PointBatch, collate_points
 
 
 def scene_batches(scene_dirs: Sequence[Path], grid_size: float, feat_keys: Sequence[str],
-                  seed: int = 0) -> list[PointBatch]:
+                  seed: int = 0, num_classes: int | None = None) -> list[PointBatch]:
     """One voxelised, labelled single-scene :class:`PointBatch` per scene.
 
     Probes score voxels (one seeded point per voxel), not every original point: that keeps a
-    probe cheap enough to run inside the pre-training loop.
+    probe cheap enough to run inside the pre-training loop. A scene without semantic labels, or
+    with a label outside ``0 .. num_classes - 1`` (``-1`` = ignore), is a :class:`DataError`.
     """
     batches = []
     for i, d in enumerate(scene_dirs):
-        vox = GridSample(grid_size, mode="train").sample(read_pointcept_scene(d), np.random.default_rng([seed, i]))
+        cloud = read_pointcept_scene(d)
+        if cloud.segment is None:
+            raise DataError(d, "no semantic labels (segment20.npy or segment.npy): the probes need labelled scenes")
+        top = int(cloud.segment.max())
+        if num_classes is not None and top >= num_classes:
+            raise DataError(d, f"label {top} does not fit --num-classes {num_classes} (labels must be in "
+                               f"0..{num_classes - 1}, -1 = ignore)")
+        vox = GridSample(grid_size, mode="train").sample(cloud, np.random.default_rng([seed, i]))
         vox.meta.pop("inverse", None)
         batches.append(collate_points([vox], tuple(feat_keys)))
     return batches
@@ -36,9 +44,11 @@ def build_probe(data_dir: str | Path, grid_size: float, feat_keys: Sequence[str]
                 prefix: str = "probe/") -> ProbeCallback:
     """A :class:`ProbeCallback` on ``data_dir``'s train/val scenes (at most ``max_scenes`` each,
     ``max_train_points`` seeded training voxels for the classifiers)."""
+    if num_classes < 1 or max_scenes < 1:
+        raise DataError("probe", f"num_classes ({num_classes}) and max_scenes ({max_scenes}) must be >= 1")
     split = resolve_scene_split(data_dir)
-    return ProbeCallback(scene_batches(split.train[:max_scenes], grid_size, feat_keys, seed),
-                         scene_batches(split.val[:max_scenes], grid_size, feat_keys, seed + 1),
+    return ProbeCallback(scene_batches(split.train[:max_scenes], grid_size, feat_keys, seed, num_classes),
+                         scene_batches(split.val[:max_scenes], grid_size, feat_keys, seed + 1, num_classes),
                          num_classes, every, seed=seed, max_train_points=max_train_points, prefix=prefix)
 
 

@@ -32,6 +32,7 @@ from contrast3d.data.scene_dataset import SceneDataset, find_scene_dirs
 from contrast3d.data.voxelize import GridSample
 from contrast3d.errors import DataError
 from contrast3d.evaluation.splits import LabelBudget, LabelSplit, make_split
+from contrast3d.io.pointcept import SEGMENT_FILES
 from contrast3d.structures import PointCloud
 
 
@@ -180,12 +181,35 @@ class SemsegDataset(SceneDataset):
     def __init__(self, scene_dirs: Iterable[str | Path], transform=None, on_error: str = "skip",
                  keep_raw: bool = True):
         super().__init__(scene_dirs, transform, on_error, keep_raw)
+        self._drop_unlabelled(on_error)
         self.split: LabelSplit | None = None
         names = [d.name for d in self.scene_dirs]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise DataError(self.scene_dirs[names.index(dup[0])],
                             f"scene folder names must be unique, {len(dup)} repeated (e.g. '{dup[0]}')")
+
+    def _drop_unlabelled(self, on_error: str) -> None:
+        """Leave out (``skip``: warned, listed in ``skipped``) or refuse (``raise``) scenes without a
+        label file; :class:`DataError` when no scene has one."""
+        import warnings
+
+        def labelled(d: Path) -> bool:
+            return any((d / f"{name}.npy").is_file() for name in SEGMENT_FILES)
+
+        keep = [i for i, d in enumerate(self.scene_dirs) if labelled(d)]
+        if len(keep) == len(self.scene_dirs):
+            return
+        bad = [DataError(d, "no segment20.npy / segment.npy: semantic labels are needed for fine-tuning")
+               for d in self.scene_dirs if not labelled(d)]
+        if on_error == "raise" or not keep:
+            extra = "" if keep else f" (none of the {len(self.scene_dirs)} training scenes has labels)"
+            raise DataError(bad[0].source, bad[0].reason + extra)
+        for err in bad:
+            warnings.warn(f"skipping scene: {err}", stacklevel=3)
+        self.skipped += bad
+        self._cache = {j: self._cache[i] for j, i in enumerate(keep) if i in self._cache}
+        self.scene_dirs = [self.scene_dirs[i] for i in keep]
 
     @property
     def names(self) -> list[str]:
@@ -202,7 +226,9 @@ class SemsegDataset(SceneDataset):
     def make_label_split(self, budget: LabelBudget, seed: int) -> LabelSplit:
         """The scenes / labelled points of ``budget`` chosen by ``seed`` (:func:`make_split`)."""
         segments = ({n: self.labels(i) for i, n in enumerate(self.names)} if budget.kind == "points" else None)
-        return make_split(budget, self.names, segments, seed)
+        coords = ({n: self.raw(i).coord for i, n in enumerate(self.names)}
+                  if budget.kind == "points" and budget.selection == "kmeans" else None)
+        return make_split(budget, self.names, segments, seed, coords=coords)
 
     def apply_split(self, split: LabelSplit) -> None:
         """Keep only ``split.scenes`` and mask labels to ``split.points`` from now on."""

@@ -65,6 +65,9 @@ class SemsegConfig:
 class SemsegModel(TrainObjective):
     """SpUNet + classification layer trained with cross-entropy on ``batch.segment``."""
 
+    #: Settings a resumed run takes from its run folder (weights, label split), so they cannot change.
+    resume_fixed_keys = ("method.init", "method.labels", "data.val_fraction")
+
     def __init__(self, cfg: SemsegConfig, model: SemsegModelConfig, data: SemsegDataConfig | None = None):
         super().__init__()
         if model.num_classes < 1:

@@ -1,9 +1,23 @@
 """Label-efficient settings of Contrastive Scene Contexts (CSC), chosen by a seed and saved.
 
-* **Limited reconstructions** (LR): keep a percentage of the training scenes, fully labelled.
-* **Limited annotations** (LA): keep every scene but only N labelled points per scene; every
-  other point's label becomes ``-1`` (ignore). Points are drawn uniformly among the labelled
-  points of the scene.
+* **Limited reconstructions** (LR): keep a percentage of the training scenes, fully labelled
+  (``"1%"``, ``"5%"`` ...). The kept scene names are the split's ``scenes`` list; saved as JSON in
+  the run folder (``label_split.json``) and reloaded on resume, so a run, its resume and every
+  method compared by ``contrast3d bench`` train on the very same list.
+* **Limited annotations** (LA): keep every scene but only N labelled points per scene
+  (``"20pts"``); every other point's label becomes ``-1`` (ignore). How the N points are chosen
+  (``LabelBudget.selection``):
+
+  - ``random`` (default): uniformly among the labelled points of the scene, without replacement.
+  - ``kmeans``: CSC's ``sampling_points`` idea of spreading the annotations over the scene:
+    k-means (k = N) on the xyz coordinates (metres) of the labelled points, and in each cluster
+    the member nearest its centre is labelled. Decisions the paper leaves open: only points with
+    a label (``segment >= 0``) take part (as for ``random``); initialisation is k-means++ from a
+    ``numpy`` generator seeded by the split seed and the scene's position in the sorted scene
+    list; Lloyd iterations run until no assignment changes or ``KMEANS_ITERS`` iterations; a
+    cluster left empty keeps its previous centre and contributes no point, and the missing points
+    are then drawn uniformly (seeded) from the unselected labelled points, so a scene always gets
+    ``min(N, labelled points)`` distinct points. Written ``"20pts:kmeans"``.
 
 A split is a plain JSON-serialisable dict so it is saved in the run folder and reloaded exactly.
 """
@@ -17,33 +31,60 @@ from pathlib import Path
 
 import numpy as np
 
+#: How limited-annotation points are chosen.
+SELECTIONS = ("random", "kmeans")
+#: Lloyd iterations at most for the ``kmeans`` selection.
+KMEANS_ITERS = 50
+
 
 @dataclass
 class LabelBudget:
     """``kind`` is ``"all"``, ``"scenes"`` (``value`` = percent of scenes) or ``"points"``
-    (``value`` = labelled points per scene)."""
+    (``value`` = labelled points per scene); ``selection`` (points only) is ``random`` or ``kmeans``."""
 
     kind: str = "all"
     value: float = 100.0
+    selection: str = "random"
+
+    def __post_init__(self) -> None:
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"label selection {self.selection!r} is not one of {list(SELECTIONS)}")
 
     @classmethod
-    def parse(cls, spec: str | None) -> LabelBudget:
+    def parse(cls, spec: str | None, selection: str | None = None) -> LabelBudget:
         """``None``/``"all"``/``"100%"`` -> all; ``"1%"`` -> 1 % of scenes; ``"20pts"``/``"20"`` ->
-        20 points per scene."""
-        if spec is None or spec.strip().lower() in ("", "all", "100%"):
+        20 points per scene; ``"20pts:kmeans"`` -> 20 k-means-selected points per scene.
+
+        ``selection`` (``random``/``kmeans``) applies to a points budget written without a suffix.
+        """
+        text = "" if spec is None else spec.strip().lower()
+        base, _, suffix = text.partition(":")
+        base = base.strip()
+        chosen = suffix.strip() or selection or "random"
+        if chosen not in SELECTIONS:
+            raise ValueError(f"label budget {spec!r}: selection must be one of {list(SELECTIONS)}")
+        if base in ("", "all", "100%"):
+            if suffix:
+                raise ValueError(f"label budget {spec!r}: a selection only applies to a points budget")
             return cls("all", 100.0)
-        s = spec.strip().lower()
-        if m := re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", s):
+        if m := re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", base):
             value = float(m.group(1))
             if not 0 < value <= 100:
                 raise ValueError(f"label budget {spec!r}: percentage must be in (0, 100]")
+            if suffix:
+                raise ValueError(f"label budget {spec!r}: a selection only applies to a points budget")
             return cls("scenes", value)
-        if m := re.fullmatch(r"(\d+)\s*(?:pts|points|p)?", s):
-            return cls("points", float(m.group(1)))
-        raise ValueError(f"label budget {spec!r} not understood: use e.g. '1%' (scenes) or '20pts' (points per scene)")
+        if m := re.fullmatch(r"(\d+)\s*(?:pts|points|p)?", base):
+            if int(m.group(1)) < 1:
+                raise ValueError(f"label budget {spec!r}: at least 1 labelled point per scene (0 trains on nothing)")
+            return cls("points", float(m.group(1)), chosen)
+        raise ValueError(f"label budget {spec!r} not understood: use e.g. '1%' (scenes), '20pts' (points per "
+                         "scene) or '20pts:kmeans'")
 
     def __str__(self) -> str:
-        return {"all": "all", "scenes": f"{self.value:g}%", "points": f"{int(self.value)}pts"}[self.kind]
+        if self.kind == "points":
+            return f"{int(self.value)}pts" + ("" if self.selection == "random" else f":{self.selection}")
+        return {"all": "all", "scenes": f"{self.value:g}%"}[self.kind]
 
 
 @dataclass
@@ -75,12 +116,75 @@ class LabelSplit:
         return out
 
 
+def _sq_dist(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``(N, K)`` squared distances of rows of ``x`` ``(N, 3)`` to ``c`` ``(K, 3)`` (float64, >= 0)."""
+    d = (x * x).sum(1)[:, None] - 2.0 * x @ c.T + (c * c).sum(1)[None, :]
+    return np.maximum(d, 0.0)
+
+
+def kmeans(coord: np.ndarray, k: int, rng: np.random.Generator, iters: int = KMEANS_ITERS
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means of ``coord`` ``(N, 3)`` (metres, ``1 <= k <= N``) with k-means++ seeding.
+
+    Returns ``centres`` ``(k, 3)`` float64 and ``assign`` ``(N,)`` int64 (cluster of each point,
+    its nearest centre). An empty cluster keeps its previous centre.
+    """
+    x = np.asarray(coord, np.float64).reshape(-1, 3)
+    n = len(x)
+    if not 1 <= k <= n:
+        raise ValueError(f"k-means needs 1 <= k <= N, got k={k}, N={n}")
+    # k-means++: each next centre is drawn with probability proportional to its squared distance
+    centres = np.empty((k, 3), np.float64)
+    centres[0] = x[int(rng.integers(n))]
+    closest = _sq_dist(x, centres[:1])[:, 0]
+    for j in range(1, k):  # a loop over centres (k), vectorised over the points
+        total = closest.sum()
+        pick = int(rng.choice(n, p=closest / total)) if total > 0 else int(rng.integers(n))
+        centres[j] = x[pick]
+        closest = np.minimum(closest, _sq_dist(x, centres[j:j + 1])[:, 0])
+    assign = np.full(n, -1, np.int64)
+    for _ in range(iters):
+        new = _sq_dist(x, centres).argmin(1)
+        if np.array_equal(new, assign):
+            break
+        assign = new
+        counts = np.bincount(assign, minlength=k)
+        sums = np.zeros((k, 3), np.float64)
+        np.add.at(sums, assign, x)
+        filled = counts > 0
+        centres[filled] = sums[filled] / counts[filled, None]
+    return centres, assign
+
+
+def kmeans_points(coord: np.ndarray, k: int, rng: np.random.Generator, iters: int = KMEANS_ITERS) -> np.ndarray:
+    """Indices (sorted, distinct) of ``min(k, N)`` points spread over ``coord`` ``(N, 3)`` metres.
+
+    :func:`kmeans`, then in each non-empty cluster the member nearest its centre (ties: the lower
+    index); empty clusters are made up by seeded uniform draws (see the module docstring).
+    """
+    x = np.asarray(coord, np.float64).reshape(-1, 3)
+    n = len(x)
+    if k >= n:
+        return np.arange(n, dtype=np.int64)
+    if k <= 0:
+        return np.zeros(0, np.int64)
+    centres, assign = kmeans(x, k, rng, iters)
+    dist = ((x - centres[assign]) ** 2).sum(1)
+    order = np.lexsort((np.arange(n), dist, assign))  # by cluster, then distance, then index
+    first_of = np.concatenate([[True], assign[order][1:] != assign[order][:-1]])
+    chosen = order[first_of]
+    if len(chosen) < k:  # empty clusters: fill up uniformly from the rest
+        rest = np.setdiff1d(np.arange(n), chosen)
+        chosen = np.concatenate([chosen, rng.choice(rest, size=k - len(chosen), replace=False)])
+    return np.sort(chosen).astype(np.int64)
+
+
 def make_split(budget: LabelBudget, scene_names: list[str], segments: dict[str, np.ndarray] | None = None,
-               seed: int = 0) -> LabelSplit:
+               seed: int = 0, coords: dict[str, np.ndarray] | None = None) -> LabelSplit:
     """Choose the scenes (and labelled points) of ``budget`` reproducibly from ``seed``.
 
-    ``segments`` (scene -> ``(N,)`` labels) is needed for the points budget. At least one scene
-    is always kept.
+    ``segments`` (scene -> ``(N,)`` labels) is needed for the points budget, ``coords`` (scene ->
+    ``(N, 3)`` metres) also for the ``kmeans`` selection. At least one scene is always kept.
     """
     rng = np.random.default_rng(seed)
     names = sorted(scene_names)
@@ -92,9 +196,16 @@ def make_split(budget: LabelBudget, scene_names: list[str], segments: dict[str, 
         return LabelSplit(str(budget), seed, [names[i] for i in keep])
     if segments is None:
         raise ValueError("a points budget needs the per-scene labels")
+    if budget.selection == "kmeans" and coords is None:
+        raise ValueError("the kmeans selection needs the per-scene coordinates (make_split(..., coords=...))")
     points = {}
-    for name in names:
+    for i, name in enumerate(names):
         labelled = np.flatnonzero(np.asarray(segments[name]) >= 0)
         take = min(int(budget.value), labelled.size)
-        points[name] = sorted(rng.choice(labelled, size=take, replace=False).tolist())
+        if budget.selection == "kmeans":
+            assert coords is not None
+            local = kmeans_points(np.asarray(coords[name])[labelled], take, np.random.default_rng([seed, i]))
+            points[name] = labelled[local].tolist()
+        else:
+            points[name] = sorted(rng.choice(labelled, size=take, replace=False).tolist())
     return LabelSplit(str(budget), seed, names, points)

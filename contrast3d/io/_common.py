@@ -1,12 +1,16 @@
 """Shared helpers of the readers and writers: safe file reading, atomic writing, label checks.
 
 Every reader funnels OS and decoding failures through these helpers so that malformed input
-only ever surfaces as :class:`~contrast3d.errors.DataError` naming the file.
+only ever surfaces as :class:`~contrast3d.errors.DataError` naming the file. A path that is not a
+regular file (a FIFO, socket or device) is refused before it is opened: reading a FIFO would
+block forever.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import stat
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,9 +22,26 @@ from contrast3d.errors import DataError
 PathLike = str | os.PathLike
 
 
-def read_bytes(path: PathLike) -> bytes:
-    """The whole file as bytes; a missing or unreadable file raises :class:`DataError`."""
+def check_regular_file(path: PathLike, what: str = "file") -> Path:
+    """``path`` if it is a regular file (symlinks followed); :class:`DataError` naming it otherwise."""
     p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(p, f"no such {what}") from None
+    except OSError as err:
+        raise DataError(p, f"cannot read {what}: {err.strerror or err}") from None
+    if stat.S_ISDIR(mode):
+        raise DataError(p, f"is a directory, expected a {what}")
+    if not stat.S_ISREG(mode):
+        kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+        raise DataError(p, f"is a {kind}, not a regular {what} (refused: reading it could block)")
+    return p
+
+
+def read_bytes(path: PathLike) -> bytes:
+    """The whole file as bytes; a missing, non-regular or unreadable file raises :class:`DataError`."""
+    p = check_regular_file(path)
     try:
         return p.read_bytes()
     except FileNotFoundError:
@@ -38,7 +59,7 @@ def read_text(path: PathLike) -> str:
 
 def load_npy(path: PathLike) -> np.ndarray:
     """One ``.npy`` array (no pickles); any failure raises :class:`DataError`."""
-    p = Path(path)
+    p = check_regular_file(path)
     try:
         with open(p, "rb") as fh:
             arr = np.load(fh, allow_pickle=False)
@@ -46,7 +67,7 @@ def load_npy(path: PathLike) -> np.ndarray:
         raise DataError(p, "no such file") from None
     except OSError as err:
         raise DataError(p, f"cannot read file: {err.strerror or err}") from None
-    except (ValueError, EOFError, TypeError, KeyError, UnicodeDecodeError, SyntaxError) as err:
+    except (ValueError, EOFError, TypeError, KeyError, UnicodeDecodeError, SyntaxError, zipfile.BadZipFile) as err:
         raise DataError(p, f"not a valid .npy array ({err})") from None
     if not isinstance(arr, np.ndarray):
         raise DataError(p, "not a .npy array (an .npz archive?)")
@@ -93,6 +114,23 @@ def scale_color(values: np.ndarray) -> np.ndarray:
     if out.size and np.nanmax(out) > 1.0:
         out = out / np.float32(255.0)
     return out
+
+
+def check_color_range(color: np.ndarray, source: PathLike) -> np.ndarray:
+    """``color`` (float, already scaled to [0, 1] by the reader's uint8 / 0..255 rule) if every value is
+    finite and within [0, 1]; :class:`DataError` otherwise.
+
+    Decision: out-of-range colours are refused, never clipped or rescaled -- a colour array in an
+    unknown unit (e.g. scaled x 1e6) would otherwise be written as all white without a word.
+    """
+    if color.size:
+        if not np.isfinite(color).all():
+            raise DataError(source, "NaN/Inf colour values")
+        lo, hi = float(color.min()), float(color.max())
+        if lo < -1e-6 or hi > 1.0 + 1e-6:
+            raise DataError(source, f"colour values outside 0..255 (or 0..1 as floats): min {lo * 255:g}, "
+                                    f"max {hi * 255:g} on the 0..255 scale")
+    return color
 
 
 def color_to_uint8(color: np.ndarray) -> np.ndarray:

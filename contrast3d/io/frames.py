@@ -10,9 +10,14 @@ Every reader yields :class:`RGBDFrame` s with the same conventions:
   ``+y`` points down the image (OpenCV convention).
 
 Bad input raises :class:`~contrast3d.errors.DataError` naming the file: unreadable images,
-an all-zero depth map, a missing / non-finite (ScanNet has ``-inf`` poses) / singular /
-non-rigid pose, and colour/depth/intrinsics size mismatches (except ScanNet colour, which is
-resized to the depth resolution as the export is known to differ).
+an all-zero depth map, an 8-bit depth image (it cannot hold millimetres: a careless export, read
+as metres it would give clouds a twentieth of their size), a missing / non-finite (ScanNet has
+``-inf`` poses) / singular / non-rigid pose, colour/depth/intrinsics size mismatches (except
+ScanNet colour, which is resized to the depth resolution as the export is known to differ), and
+intrinsics that do not fit the depth image: a principal point outside the image, or farther
+than :data:`MAX_CENTRE_OFFSET` of the image size from its centre (intrinsics of another
+resolution, e.g. of the colour camera or of a depth image twice the size). Paths that are not
+regular files (FIFOs ...) are refused before they are opened.
 
 :func:`open_frame_folder` detects the layout of a folder and returns the matching sequence.
 """
@@ -29,9 +34,13 @@ import numpy as np
 from PIL import Image
 
 from contrast3d.errors import DataError
+from contrast3d.io._common import check_regular_file, read_bytes
 
 #: Open3D's ``PrimeSenseDefault`` intrinsics (640x480), used when a Redwood folder has no json.
 PRIMESENSE_DEFAULT = np.array([[525.0, 0.0, 319.5], [0.0, 525.0, 239.5], [0.0, 0.0, 1.0]])
+#: Largest distance of the principal point from the image centre, as a fraction of the image width /
+#: height (real RGB-D cameras: a few percent; intrinsics of another resolution: 25 % and more).
+MAX_CENTRE_OFFSET = 0.2
 
 
 @dataclass
@@ -57,8 +66,10 @@ def read_depth_png(path: str | Path, scale: float = 1000.0, invalid: int | None 
     """A 16-bit depth PNG as ``(H, W)`` float32 metres (``raw / scale``), 0 = invalid.
 
     ``invalid``: a raw value that also means "no measurement" (7-Scenes: 65535).
-    Raises DataError if unreadable, not single-channel integer, or all zero / invalid.
+    Raises DataError if unreadable, not a single-channel integer image of at least 16 bits, or all
+    zero / invalid.
     """
+    check_regular_file(path, "depth image")
     try:
         with Image.open(path) as im:
             raw = np.array(im)
@@ -67,6 +78,9 @@ def read_depth_png(path: str | Path, scale: float = 1000.0, invalid: int | None 
     if raw.ndim != 2 or not np.issubdtype(raw.dtype, np.integer):
         raise DataError(path, f"depth must be a single-channel integer image, got shape {raw.shape} "
                               f"dtype {raw.dtype}")
+    if raw.dtype.itemsize < 2:
+        raise DataError(path, f"8-bit depth image ({raw.dtype}): depth must be 16-bit millimetres (uint16 PNG); "
+                              f"an 8-bit export cannot hold metric depth")
     bad = raw <= 0
     if invalid is not None:
         bad |= raw == invalid
@@ -82,6 +96,7 @@ def read_color(path: str | Path, size: tuple[int, int] | None = None) -> np.ndar
 
     ``size``: ``(H, W)`` to resize to (bilinear), or ``None`` to keep the file's size.
     """
+    check_regular_file(path, "colour image")
     try:
         with Image.open(path) as src:
             im = src.convert("RGB")
@@ -120,8 +135,9 @@ def check_pose(pose: np.ndarray, source: str | Path, tol: float = 1e-3) -> np.nd
 
 def _read_matrix_txt(path: Path, what: str) -> np.ndarray:
     """A whitespace-separated matrix text file -> 2-D float64; DataError if missing or unparsable."""
-    if not path.is_file():
+    if not path.exists():
         raise DataError(path, f"missing {what} file")
+    check_regular_file(path, f"{what} file")
     try:
         return np.loadtxt(path, dtype=np.float64, ndmin=2)
     except ValueError as exc:
@@ -157,7 +173,7 @@ def read_open3d_intrinsics(path: str | Path) -> tuple[np.ndarray, tuple[int, int
     Open3D stores ``intrinsic_matrix`` as 9 numbers in column-major order.
     """
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(read_bytes(path).decode("utf-8"))
         k = np.asarray(data["intrinsic_matrix"], dtype=np.float64).reshape(3, 3).T
         size = (int(data["height"]), int(data["width"]))
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -173,9 +189,9 @@ def read_log_trajectory(path: str | Path) -> list[np.ndarray]:
     only the structure is checked.
     """
     try:
-        rows = [ln.split() for ln in Path(path).read_text().splitlines() if ln.strip()]
-    except OSError as exc:
-        raise DataError(path, f"unreadable trajectory ({exc})") from None
+        rows = [ln.split() for ln in read_bytes(path).decode("utf-8").splitlines() if ln.strip()]
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"trajectory is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if len(rows) % 5:
         raise DataError(path, f"{len(rows)} non-empty lines is not a multiple of 5 (1 header + 4 rows)")
     poses = []
@@ -187,6 +203,19 @@ def read_log_trajectory(path: str | Path) -> list[np.ndarray]:
         except ValueError:
             raise DataError(path, f"non-numeric pose at non-empty line {k + 2}") from None
     return poses
+
+
+def check_intrinsics_fit(k: np.ndarray, shape: tuple[int, int], source: str | Path) -> None:
+    """Raise :class:`DataError` naming ``source`` (the intrinsics) when the principal point of ``k``
+    lies outside the ``(H, W)`` depth image or farther than :data:`MAX_CENTRE_OFFSET` from its centre."""
+    h, w = int(shape[0]), int(shape[1])
+    cx, cy = float(k[0, 2]), float(k[1, 2])
+    if not (-0.5 <= cx <= w - 0.5 and -0.5 <= cy <= h - 0.5):
+        raise DataError(source, f"principal point ({cx:g}, {cy:g}) lies outside the {w}x{h} depth image")
+    off_x, off_y = abs(cx - (w - 1) / 2) / w, abs(cy - (h - 1) / 2) / h
+    if max(off_x, off_y) > MAX_CENTRE_OFFSET:
+        raise DataError(source, f"principal point ({cx:g}, {cy:g}) is far from the centre of the {w}x{h} depth "
+                                f"image: intrinsics of another image size (e.g. of a larger depth image)?")
 
 
 def _check_intrinsics(k: np.ndarray, source: str | Path) -> np.ndarray:
@@ -261,6 +290,7 @@ class ScanNetFrames(FrameSequence):
     def read(self, frame_id: str) -> RGBDFrame:
         dpath = self.root / "depth" / f"{frame_id}.png"
         depth = read_depth_png(dpath, self.depth_scale)
+        check_intrinsics_fit(self.intrinsics, depth.shape, self.root / "intrinsic" / "intrinsic_depth.txt")
         pose = read_pose_txt(self.root / "pose" / f"{frame_id}.txt")
         color = None
         if self.load_color:
@@ -284,7 +314,8 @@ class SevenScenesFrames(FrameSequence):
         self.depth_scale = depth_scale
         self.load_color = load_color
         kfile = self.root / "camera-intrinsics.txt"
-        self.intrinsics = read_intrinsics_txt(kfile) if kfile.is_file() else self.DEFAULT_K.copy()
+        self.intrinsics = read_intrinsics_txt(kfile) if kfile.exists() else self.DEFAULT_K.copy()
+        self.intrinsics_source = kfile if kfile.exists() else self.root
         files = sorted(self.root.glob("frame-*.depth.png"), key=_numeric_stem)
         if not files:
             raise DataError(self.root, "no frame-*.depth.png files")
@@ -293,6 +324,7 @@ class SevenScenesFrames(FrameSequence):
     def read(self, frame_id: str) -> RGBDFrame:
         dpath = self.root / f"{frame_id}.depth.png"
         depth = read_depth_png(dpath, self.depth_scale, invalid=65535)
+        check_intrinsics_fit(self.intrinsics, depth.shape, self.intrinsics_source)
         pose = read_pose_txt(self.root / f"{frame_id}.pose.txt")
         color = read_color(self.root / f"{frame_id}.color.jpg") if self.load_color else None
         self._check_sizes(depth, color, dpath)
@@ -322,12 +354,14 @@ class LogTrajectoryFrames(FrameSequence):
             raise DataError(self.root, "no .log trajectory file")
         self.trajectory_path = logs[0]
         self.poses = read_log_trajectory(self.trajectory_path)
-        jsons = [p for p in sorted(self.root.glob("*.json")) if "intrinsic_matrix" in p.read_text()]
+        jsons = [p for p in sorted(self.root.glob("*.json")) if b"intrinsic_matrix" in read_bytes(p)]
         preferred = [p for p in jsons if p.name == "camera_primesense.json"]
         if preferred or jsons:
-            self.intrinsics, self.size = read_open3d_intrinsics((preferred or jsons)[0])
+            self.intrinsics_source: Path = (preferred or jsons)[0]
+            self.intrinsics, self.size = read_open3d_intrinsics(self.intrinsics_source)
         else:
             self.intrinsics, self.size = PRIMESENSE_DEFAULT.copy(), (480, 640)
+            self.intrinsics_source = self.root
         self.color_dir = next((self.root / d for d in ("image", "color", "rgb") if (self.root / d).is_dir()), None)
         self.ids = _depth_frame_ids(self.root / "depth")
 
@@ -339,6 +373,8 @@ class LogTrajectoryFrames(FrameSequence):
                                                   f"({len(self.poses)} entries)")
         pose = check_pose(self.poses[entry], f"{self.trajectory_path} (entry {entry})")
         depth = read_depth_png(dpath, self.depth_scale)
+        self._check_sizes(depth, None, dpath, self.size)
+        check_intrinsics_fit(self.intrinsics, depth.shape, self.intrinsics_source)
         color = None
         if self.load_color and self.color_dir is not None:
             cands = [self.color_dir / f"{frame_id}{ext}" for ext in (".jpg", ".png")]

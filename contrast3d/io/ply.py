@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from contrast3d.errors import DataError
-from contrast3d.io._common import PathLike, read_bytes, scale_color
+from contrast3d.io._common import PathLike, check_color_range, read_bytes, scale_color
 from contrast3d.io.ply_body import ElementData, PlyList, read_body
 from contrast3d.io.ply_header import PlyHeader, parse_header
 from contrast3d.structures import POINT_FIELDS, PointCloud, TriangleMesh
@@ -63,7 +63,7 @@ def vertex_fields(vertex: ElementData, source: str) -> dict:
     for names in _COLOR_NAMES:
         cols = _find(columns, names)
         if cols is not None:
-            out["color"] = scale_color(np.stack([scalars[n] for n in cols], axis=1))
+            out["color"] = check_color_range(scale_color(np.stack([scalars[n] for n in cols], axis=1)), source)
             used.update(cols)
             break
     for names in _NORMAL_NAMES:

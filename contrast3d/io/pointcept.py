@@ -13,7 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from contrast3d.errors import DataError
-from contrast3d.io._common import PathLike, as_labels, atomic_dir, check_coords, color_to_uint8, load_npy
+from contrast3d.io._common import (
+    PathLike,
+    as_labels,
+    atomic_dir,
+    check_color_range,
+    check_coords,
+    color_to_uint8,
+    load_npy,
+)
 from contrast3d.structures import POINT_FIELDS, PointCloud
 
 #: Files tried, in order, for the semantic labels.
@@ -22,8 +30,8 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
 def is_pointcept_scene(path: PathLike) -> bool:
-    """Whether ``path`` is a folder with a ``coord.npy``."""
-    return (Path(path) / "coord.npy").is_file()
+    """Whether ``path`` is a folder with a ``coord.npy`` (any kind of file: the reader refuses a FIFO ...)."""
+    return (Path(path) / "coord.npy").exists()
 
 
 def _vec3(arr: np.ndarray, n: int, file: Path) -> np.ndarray:
@@ -37,10 +45,10 @@ def _vec3(arr: np.ndarray, n: int, file: Path) -> np.ndarray:
 def read_pointcept_scene(path: PathLike) -> PointCloud:
     """Read a Pointcept scene folder into a validated :class:`PointCloud`.
 
-    Colours are rescaled from 0..255 to float32 [0, 1]. ``meta`` gets ``path``, ``name`` (the
-    folder name) and ``segment_file`` (which label file was used). Raises :class:`DataError`
-    for a missing ``coord.npy``, wrong shapes / dtypes, length mismatches, NaN/Inf coordinates
-    or an empty scene.
+    Colours are rescaled from 0..255 to float32 [0, 1] (values outside 0..255 are refused). ``meta``
+    gets ``path``, ``name`` (the folder name) and ``segment_file`` (which label file was used).
+    Raises :class:`DataError` for a missing ``coord.npy``, wrong shapes / dtypes, length
+    mismatches, NaN/Inf coordinates or an empty scene.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -59,9 +67,7 @@ def read_pointcept_scene(path: PathLike) -> PointCloud:
     files = {f.stem: f for f in sorted(folder.glob("*.npy")) if f.is_file()}
     if "color" in files:
         color = _vec3(load_npy(files["color"]), n, files["color"]).astype(np.float32) / np.float32(255.0)
-        if not np.isfinite(color).all():
-            raise DataError(files["color"], "NaN/Inf colour values")
-        cloud.color = color
+        cloud.color = check_color_range(color, files["color"])
     if "normal" in files:
         normal = _vec3(load_npy(files["normal"]), n, files["normal"]).astype(np.float32)
         check_coords(normal, files["normal"], "normals")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,9 @@ def _parse_object(file: Path) -> np.ndarray:
     """``(M, 6)`` float64 rows of one annotation file."""
     data = read_bytes(file)
     try:  # fast path (C parser); rejects ragged rows, which then get the tolerant slow path
-        rows = np.loadtxt(io.BytesIO(data), dtype=np.float64, ndmin=2, comments=None, encoding="latin-1")
+        with warnings.catch_warnings():  # an empty file is reported as an empty room, not warned about
+            warnings.simplefilter("ignore", UserWarning)
+            rows = np.loadtxt(io.BytesIO(data), dtype=np.float64, ndmin=2, comments=None, encoding="latin-1")
         if rows.shape[1] == 6 or rows.size == 0:
             return rows.reshape(-1, 6)
     except ValueError:

@@ -494,7 +494,13 @@ def resolve_run_config(method: Image2PointConfig, data: Image2PointDataConfig,
 
 @dataclass(frozen=True)
 class Image2PointSpec(MethodSpec):
-    """:class:`MethodSpec` whose :meth:`build` applies :func:`resolve_run_config` first."""
+    """:class:`MethodSpec` whose :meth:`build` applies :func:`resolve_run_config` first.
+
+    ``pre_stages``: tools that run the whole method (``contrast3d bench``) first train stage 2d and
+    hand its ``image_net`` export to the stage-3d run's ``method.image_net``.
+    """
+
+    pre_stages = ({"name": "2d", "overrides": ["method.stage=2d"], "export": "image_net", "into": "method.image_net"},)
 
     def build(self, cfg: Any) -> tuple[PretrainMethod, Any, Callable[[list], Any]]:
         method_cfg, data_cfg = resolve_run_config(cfg.method, cfg.data, cfg.data_root)

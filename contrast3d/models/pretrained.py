@@ -147,6 +147,22 @@ class Pretrained:
     report: LoadReport
 
 
+#: Largest magnitude a weight or buffer may have: its square must not overflow float32 (3.4e38), or the
+#: first forward pass (a BatchNorm variance, a squared distance) turns it into Inf. A run whose weights
+#: passed it has diverged as surely as one with NaN.
+MAX_ABS_WEIGHT = 1e18
+
+
+def diverged_tensors(state: dict[str, torch.Tensor]) -> list[str]:
+    """Keys of the floating-point tensors of ``state`` with NaN/Inf or ``|x| > MAX_ABS_WEIGHT``."""
+    bad = []
+    for key, value in state.items():
+        if value.is_floating_point() and value.numel():
+            if not bool(torch.isfinite(value).all()) or float(value.abs().max()) > MAX_ABS_WEIGHT:
+                bad.append(key)
+    return bad
+
+
 def _few(keys: list[str], n: int = 4) -> str:
     return ", ".join(keys[:n]) + (" ..." if len(keys) > n else "")
 
@@ -220,9 +236,10 @@ def save_pretrained(module: nn.Module, path: str | Path, record: PretrainedRecor
     """
     path = Path(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = diverged_tensors(state)
     if bad:
-        raise ValueError(f"refusing to export {path.name}: non-finite values in {len(bad)} tensor(s) ({_few(bad)})")
+        raise ValueError(f"refusing to export {path.name}: non-finite (or |x| > {MAX_ABS_WEIGHT:g}) values in "
+                         f"{len(bad)} tensor(s) ({_few(bad)})")
     write_safetensors(state, path, {"format": "pt", "producer": "contrast3d"})
     record.weights = path.name
     record.sha256 = file_sha256(path)
@@ -399,9 +416,10 @@ def load_pretrained(path: str | Path, *, name: str = "backbone", device: str | t
     """
     state, record = read_weights(path, name)
     if require_finite:
-        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        bad = diverged_tensors(state)
         if bad:
-            raise DataError(path, f"non-finite weights in {len(bad)} tensor(s) ({_few(bad)}): a diverged run?")
+            raise DataError(path, f"non-finite (or |x| > {MAX_ABS_WEIGHT:g}) weights in {len(bad)} tensor(s) "
+                                  f"({_few(bad)}): a diverged run?")
     try:
         model = build_from_record(record)
     except (ValueError, KeyError, TypeError) as err:
@@ -418,9 +436,10 @@ def load_into(net: nn.Module, path: str | Path, *, lenient: bool = False, skip: 
     a difference is a :class:`DataError` with the ``--set`` that fixes it, unless ``lenient``.
     """
     state, record = read_weights(path)
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = diverged_tensors(state)
     if bad:
-        raise DataError(path, f"non-finite weights in {len(bad)} tensor(s) ({_few(bad)}): a diverged run?")
+        raise DataError(path, f"non-finite (or |x| > {MAX_ABS_WEIGHT:g}) weights in {len(bad)} tensor(s) "
+                                  f"({_few(bad)}): a diverged run?")
     if expect is None and isinstance(getattr(net, "in_channels", None), int):
         expect = {"in_channels": net.in_channels}
     for key, want in (expect or {}).items():

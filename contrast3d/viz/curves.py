@@ -25,15 +25,22 @@ def read_metrics(source: str | Path | Iterable[dict[str, Any]]) -> list[dict[str
     """Records from a run folder (its ``metrics.jsonl``), a JSONL file, or a list of dicts.
 
     Lines that are not JSON objects with an integer-like ``"step"`` (e.g. cut by a kill) are skipped.
-    Raises :class:`DataError` when the file is missing.
+    Raises :class:`DataError` when the file is missing, not a regular file or not UTF-8 text.
     """
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
             path = path / "metrics.jsonl"
+        if path.exists() and not path.is_file():
+            raise DataError(path, "metrics log is not a regular file")
         if not path.is_file():
             raise DataError(path, "metrics log not found")
-        lines: Iterable[Any] = path.read_text().splitlines()
+        try:
+            lines: Iterable[Any] = path.read_bytes().decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise DataError(path, "metrics log is not UTF-8 text (expected one JSON object per line)") from None
+        except OSError as err:
+            raise DataError(path, f"cannot read the metrics log ({err.strerror or err})") from None
         records = []
         for line in lines:
             try:
