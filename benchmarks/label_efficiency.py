@@ -59,7 +59,8 @@ def main() -> None:
         "benchmark": "contrast3d bench (built-in)", "smoke": args.smoke, "out": args.out,
         "threads_per_run": s["config"]["threads"], "parallel_runs": args.jobs,
         "train_scenes": len(s["data"].get("train", [])), "val_scenes": len(s["data"].get("val", [])),
-        "frame_pairs": s["data"].get("frame_pairs"), "pretrain_steps": next((c["pretrain_steps"] for c in s["cost"] if c["pretrain_runs"]), None),
+        "frame_pairs": s["data"].get("frame_pairs"),
+        "pretrain_steps": next((c["pretrain_steps"] for c in s["cost"] if c["pretrain_runs"]), None),
         "finetune_steps": s["finetune_steps"], "scratch_long_steps": s["long_steps"],
         "seeds": s["config"]["seeds"], "pretrain_seeds": s["config"]["pretrain_seeds"],
         "miou_percent": {lab: {b: {k: v[k] for k in ("mean", "std", "n")} for b, v in row.items()}

@@ -126,8 +126,10 @@ def voxel_features(cloud: PointCloud, voxel_size: float, normals: bool = True, s
     rank[order] = np.arange(len(order))
     coarse = frame_features(cloud.select(first[order]), normals, segments, normal_k)
     if normals:
+        assert coarse.normal is not None  # frame_features sets it when normals=True
         cloud.normal = coarse.normal[rank[inverse]]
     if segments:
+        assert coarse.superpoint is not None  # frame_features sets it when segments=True
         cloud.superpoint = coarse.superpoint[rank[inverse]]
     return cloud
 

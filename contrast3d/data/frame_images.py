@@ -137,6 +137,10 @@ class _FrameIndex(Dataset):
     def __getitem__(self, index: int):
         return self.get_sample(index, np.random.default_rng(index))
 
+    def get_sample(self, index: int, rng: np.random.Generator) -> Any:
+        """Sample ``index`` drawn with ``rng`` (implemented by the subclasses)."""
+        raise NotImplementedError
+
     def frame_name(self, index: int) -> str:
         s, fid = self.frames[index]
         return f"{self.sequences[s][0]}/{fid}"
@@ -253,6 +257,7 @@ class ImagePairDataset(_FrameIndex):
     def get_sample(self, index: int, rng: np.random.Generator) -> ImagePair:
         def build(i: int) -> ImagePair:
             frame = self.read_frame(i)
+            assert frame.color is not None  # read_frame raises without colour
             image = torch.from_numpy(np.ascontiguousarray(frame.color.transpose(2, 0, 1)))
             view1, view2, matches = augment_pair(image, rng, self.aug, self.num_pixels)
             return ImagePair(view1, view2, matches, {"name": self.frame_name(i), "frame": frame.name, "index": i})
@@ -316,6 +321,7 @@ class FrameImageDataset(_FrameIndex):
         and ``meta["pixel_of_point"]``. Raises :class:`DataError` for an unusable frame.
         """
         frame = self.read_frame(index)
+        assert frame.color is not None  # read_frame raises without colour
         coord, flat = depth_to_points(frame.depth, frame.intrinsics, None, depth_trunc=self.depth_trunc,
                                       stride=self.depth_stride, return_index=True)
         if len(coord) < self.min_points:

@@ -316,7 +316,7 @@ def sequence_views(seq: SceneObjectSequence, transform, voxelize_4d: GridSample4
     colors = [f.color for f in frames]
     joined = PointCloud(
         coord=np.concatenate([f.coord for f in frames]),
-        color=None if any(c is None for c in colors) else np.concatenate(colors),
+        color=None if any(c is None for c in colors) else np.concatenate([c for c in colors if c is not None]),
         extra={"time": np.repeat(np.arange(t, dtype=np.int64), sizes),
                "is_object": np.concatenate([f.extra["is_object"] for f in frames]),
                "source_index": np.concatenate([f.extra["source_index"] for f in frames])},
@@ -360,14 +360,15 @@ class SceneObjectSequenceDataset(Dataset):
         self.cache = cache
         self.skipped: list[DataError] = []
         dirs = [Path(d) for d in scene_dirs]
-        cad = cfg.objects_dir is not None
+        objects_dir = cfg.objects_dir
+        cad = objects_dir is not None
         good = read_or_skip(dirs, lambda d: self._index_scene(d, not cad), on_error, self.skipped)
         if not good:
             raise DataError(next(iter(map(str, dirs)), "<no scenes>"),
                             "no readable scenes" + (f" ({len(self.skipped)} skipped)" if self.skipped else ""))
         self.scene_dirs = [d for d, _ in good]
-        if cad:
-            self.objects = load_cad_objects(cfg.objects_dir, cfg, self.skipped)
+        if objects_dir is not None:
+            self.objects = load_cad_objects(objects_dir, cfg, self.skipped)
         else:
             self.objects = [ObjectShape(o.coord, o.color, o.source, i) for i, (_, objs) in enumerate(good)
                             for o in objs]

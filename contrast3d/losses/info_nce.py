@@ -145,11 +145,13 @@ def point_info_nce(query: torch.Tensor, key: torch.Tensor, tau: float = 0.4,
     if total == 0:
         return (query.sum() + key.sum()) * 0.0
     logits = query @ key.t() / tau
-    same_rank = None if q_rank is None else q_rank.view(-1, 1) == k_rank.view(1, -1)
+    same_rank = None if q_rank is None or k_rank is None else q_rank.view(-1, 1) == k_rank.view(1, -1)
     if group is not None:  # same scene (and process) only
+        assert key_group is not None  # set together with group
         same = group.view(-1, 1) == key_group.view(1, -1)
         logits = logits.masked_fill(~same if same_rank is None else ~(same & same_rank), float("-inf"))
     if key_id is not None:  # the positive's point again: not a negative
+        assert key_ids is not None  # set together with key_id
         repeat = key_id.view(-1, 1) == key_ids.view(1, -1)
         if same_rank is not None:
             repeat &= same_rank

@@ -53,7 +53,7 @@ def _knn_matches_scene(coord1: np.ndarray, coord2: np.ndarray, radius: float, ma
     return np.stack([rows, idx[rows, pick]], axis=1).astype(np.int64)
 
 
-def knn_matches(coord1: np.ndarray, coord2: np.ndarray, radius: float = 0.03, max_pairs: int = 8192, *,
+def knn_matches(coord1: np.ndarray, coord2: np.ndarray, radius: float = 0.03, max_pairs: int | None = 8192, *,
                 rng: np.random.Generator, max_k: int = 8, batch1: np.ndarray | None = None,
                 batch2: np.ndarray | None = None) -> np.ndarray:
     """MSC correspondences: one random neighbour within ``radius`` among the ``max_k`` nearest.

@@ -96,6 +96,7 @@ from contrast3d.methods.common import (
     smoke_scenes,
 )
 from contrast3d.models.scn import SiameseCorrespondence
+from contrast3d.models.spunet import SpUNet
 from contrast3d.structures import PointBatch, ViewBatch
 
 
@@ -168,7 +169,7 @@ class FACEncoder(nn.Module):
     ``(PointBatch) -> (N, f_c)`` features; the teacher is an EMA copy of this whole module.
     """
 
-    def __init__(self, net: nn.Module, proj_dim: int | None = None):
+    def __init__(self, net: SpUNet, proj_dim: int | None = None):
         super().__init__()
         self.net = net
         self.proj = nn.Linear(net.out_channels, proj_dim) if proj_dim is not None else None
@@ -181,6 +182,8 @@ class FACEncoder(nn.Module):
 
 class FAC(PretrainMethod):
     """Student ``G`` on view ``a``, EMA teacher on view ``b``, ``alpha L_Geo + beta L_Fea``."""
+
+    momentum_next: torch.Tensor  # buffer, registered in __init__
 
     def __init__(self, cfg: FACConfig, model: BackboneConfig, data: PairDataConfig):
         super().__init__(model, data)
@@ -220,6 +223,8 @@ class FAC(PretrainMethod):
         if va.superpoint is None:
             raise ValueError("FAC needs per-point region ids ('superpoint') in view a; prepare the data with "
                              "'contrast3d prepare rgbd' / 'prepare scenes' with segments on")
+        scene_a, scene_b = va.batch, vb.batch
+        assert scene_a is not None and scene_b is not None  # PointBatch.__post_init__ sets batch
         d_a = self.student(va)
         d_b = self.teacher_features(vb)
         dev = d_a.device
@@ -229,9 +234,9 @@ class FAC(PretrainMethod):
             d_a, d_b = d_a.float(), d_b.float()
             region_a = va.superpoint.to(dev).long()
             region_b = carry_regions(region_a, batch.matches, d_b.shape[0])
-            regions = regional_sampling(region_a, va.batch, cfg.num_regions, cfg.min_region_size, gen,
+            regions = regional_sampling(region_a, scene_a, cfg.num_regions, cfg.min_region_size, gen,
                                         all_regions=not cfg.regional_sampling)
-            pairs = sample_region_pairs(region_b, vb.batch, regions, cfg.num_pairs, generator=gen)
+            pairs = sample_region_pairs(region_b, scene_b, regions, cfg.num_pairs, generator=gen)
             loss = d_a.new_zeros(())
             logs: dict[str, torch.Tensor] = {}
             if cfg.use_geo:
@@ -240,7 +245,7 @@ class FAC(PretrainMethod):
                 logs["loss_geo"] = geo.detach()
             if cfg.use_fea:
                 f_a, f_b = self.enhance(d_a, va.offset), self.enhance(d_b, vb.offset)
-                fea = fea_loss(f_a, f_b, region_a, vb.batch, pairs, cfg.tau, cfg.positives, cfg.sinkhorn_iters,
+                fea = fea_loss(f_a, f_b, region_a, scene_b, pairs, cfg.tau, cfg.positives, cfg.sinkhorn_iters,
                                cfg.sinkhorn_eps, cfg.exclude_positives)
                 loss = loss + cfg.beta * fea
                 logs["loss_fea"] = fea.detach()

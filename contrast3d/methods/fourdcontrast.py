@@ -80,6 +80,7 @@ from contrast3d.methods.base import MethodSpec, PretrainMethod
 from contrast3d.methods.common import BackboneConfig, build_backbone, smoke_scenes
 from contrast3d.models.backbone import spunet_record
 from contrast3d.models.heads import PointMLP
+from contrast3d.models.spunet import SpUNet
 from contrast3d.structures import MultiView, PointBatch, ViewBatch, collate_views
 
 FEAT_WIDTH = {"ones": 1, "color": 3}
@@ -204,6 +205,10 @@ def feature_spread(z: torch.Tensor) -> torch.Tensor:
 class FourDContrast(PretrainMethod):
     """3D and 4D encoders with predictors; SimSiam losses over 3D-3D, 3D-4D and 4D-4D matches."""
 
+    net4d: SpUNet | None  # the 4D branch: all three or none (w3d4d = w4d = 0)
+    proj4d: nn.Linear | None
+    pred4d: PointMLP | None
+
     def __init__(self, cfg: FourDContrastConfig, model: BackboneConfig, data: SequenceDataConfig):
         super().__init__(model, data)
         self.cfg = cfg
@@ -232,6 +237,7 @@ class FourDContrast(PretrainMethod):
         sizes = [len(v) for v in views3]
         enc = Encoded(list(z3.split(sizes)), list(p3.split(sizes)))
         if self.net4d is not None:
+            assert self.proj4d is not None and self.pred4d is not None  # built together with net4d
             enc.z4 = self.proj4d(self.net4d(batch.views[-1]))
             enc.p4 = self.pred4d(enc.z4)
         return enc
@@ -242,6 +248,7 @@ class FourDContrast(PretrainMethod):
         terms = sequence_losses(enc, batch.pair_matches, (c.w3d, c.w3d4d, c.w4d), c.reduction)
         weights = {"loss3d": c.w3d, "loss3d4d": c.w3d4d, "loss4d": c.w4d}
         loss = sum(weights[k] * v for k, v in terms.items() if k in weights)
+        assert isinstance(loss, torch.Tensor)  # w3d + w3d4d > 0 (config check): at least one term
         logs = {k: v.detach() for k, v in terms.items()}
         logs["feat_std3d"] = feature_spread(torch.cat(enc.z3))
         if enc.z4 is not None:

@@ -293,6 +293,8 @@ class GroupContrastNet(nn.Module):
 class GroupContrast(PretrainMethod):
     """GroupContrast objective (module docstring): student, EMA teacher, centre, both losses."""
 
+    schedule_state: torch.Tensor  # buffer, registered in __init__
+
     def __init__(self, cfg: GroupContrastConfig, model: BackboneConfig, data: GroupContrastDataConfig):
         super().__init__(model, data)
         self.cfg = cfg
@@ -308,7 +310,7 @@ class GroupContrast(PretrainMethod):
 
     # ------------------------------------------------------------------ engine hooks
     def backbone(self) -> nn.Module:
-        return self.teacher.module.encoder if self.cfg.export_backbone == "teacher" else self.student.encoder
+        return self.teacher_net().encoder if self.cfg.export_backbone == "teacher" else self.student.encoder
 
     def teacher_net(self) -> GroupContrastNet:
         return self.teacher.module  # type: ignore[return-value]
@@ -381,12 +383,13 @@ class GroupContrast(PretrainMethod):
     def _segments(self, views: tuple[PointBatch, PointBatch], overlap: list[torch.Tensor]
                   ) -> list[torch.Tensor] | None:
         """Segment ids of both views restricted to the segments seen in the overlap of both (-1 else)."""
-        if views[0].superpoint is None or views[1].superpoint is None:
+        sp0, sp1 = views[0].superpoint, views[1].superpoint
+        if sp0 is None or sp1 is None:
             if self.cfg.grouping or self.cfg.positives == "segment":
                 raise DataError("<batch>", "the views carry no segment ids (superpoint); prepare the scenes with "
                                            "segments ('contrast3d prepare scenes') and keep data.segment_key")
             return None
-        s1, s2 = (torch.where(o, v.superpoint.long(), -1) for v, o in zip(views, overlap))
+        s1, s2 = (torch.where(o, sp.long(), -1) for sp, o in zip((sp0, sp1), overlap))
         return list(common_segments(s1, s2))
 
     def _grouping(self, student: dict[int, torch.Tensor], teacher: dict[int, torch.Tensor],
@@ -404,8 +407,8 @@ class GroupContrast(PretrainMethod):
                 assign[i] = teacher_assignment(t_logits[i], center, tau_t)
         assert ids is not None
         rows = [segment_index(s, ids) for s in seg]
-        loss = sum(grouping_loss(s_logits[a], assign[b], c.tau_s, c.informative) for a, b in directions)
-        loss = loss / len(directions)
+        terms = [grouping_loss(s_logits[a], assign[b], c.tau_s, c.informative) for a, b in directions]
+        loss = sum(terms[1:], terms[0]) / len(directions)
         self._pending_logits = torch.cat([t_logits[i] for i in sorted(t_logits)]).detach()
         k_all = torch.cat([assign[i] for i in sorted(assign)])
         logs["loss_group"] = loss.detach()
@@ -436,15 +439,17 @@ class GroupContrast(PretrainMethod):
         """``L_con`` (Eq. 8), mean over directions."""
         c = self.cfg
         if c.positives == "matched":
-            pick = sample_per_scene(views[0].batch[batch.matches[:, 0]], c.num_samples)
+            pick = sample_per_scene(_scene_of(views[0])[batch.matches[:, 0]], c.num_samples)
             idx = [batch.matches[pick, 0], batch.matches[pick, 1]]
         else:
             cand = self._candidates(views, overlap, seg, rows)
-            idx = [cand[i][sample_per_scene(views[i].batch[cand[i]], c.num_samples)] for i in (0, 1)]
+            idx = [cand[i][sample_per_scene(_scene_of(views[i])[cand[i]], c.num_samples)] for i in (0, 1)]
         if min(len(i) for i in idx) < 2:  # nothing to contrast (BatchNorm needs two rows)
             heads = [self.student.con_proj] + ([self.predictor] if self.predictor is not None else [])
-            return sum(p.sum() for h in heads for p in h.parameters()) * 0.0 + \
+            zero = sum(p.sum() for h in heads for p in h.parameters()) * 0.0 + \
                 sum(f.sum() for f in student.values()) * 0.0
+            assert isinstance(zero, torch.Tensor)  # con_proj has parameters
+            return zero
         query = {}
         for a in student:
             q = self.student.con_proj(student[a][idx[a]])
@@ -467,7 +472,7 @@ class GroupContrast(PretrainMethod):
             if c.positives == "matched":
                 kw["match"] = torch.arange(len(idx[0]), device=qg.device)
             if c.contrast_scope == "scene":
-                kw.update(query_scene=views[a].batch[idx[a]], key_scene=views[b].batch[idx[b]])
+                kw.update(query_scene=_scene_of(views[a])[idx[a]], key_scene=_scene_of(views[b])[idx[b]])
             total = total + semantic_contrast_loss(
                 query[a], key[b], qg, kg, tau=c.tau, confidence=c.confidence,
                 positives="matched" if c.positives == "matched" else "group", **kw)
@@ -486,9 +491,15 @@ class GroupContrast(PretrainMethod):
                 raise DataError("<batch>", "positives=grid needs the views' extra['world_coord'] "
                                            "(GroupContrastViews adds it)")
             cell = torch.floor(world[idx[i], :2].double() / self.cfg.grid_cell).long()
-            keys.append(torch.cat([views[i].batch[idx[i], None], cell], dim=1))
+            keys.append(torch.cat([_scene_of(views[i])[idx[i], None], cell], dim=1))
         _, inverse = torch.unique(torch.cat(keys), dim=0, return_inverse=True)
         return [inverse[: len(idx[0])], inverse[len(idx[0]):]]
+
+
+def _scene_of(view: PointBatch) -> torch.Tensor:
+    """``(N,)`` scene index of every point (``PointBatch.__post_init__`` always sets ``batch``)."""
+    assert view.batch is not None
+    return view.batch
 
 
 def _mask(n: int, index: torch.Tensor) -> torch.Tensor:

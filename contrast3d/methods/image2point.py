@@ -70,7 +70,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +93,9 @@ from contrast3d.errors import DataError
 from contrast3d.methods.base import MethodSpec, PretrainMethod
 from contrast3d.methods.common import BackboneConfig, build_backbone
 from contrast3d.structures import ViewBatch, collate_views
+
+if TYPE_CHECKING:
+    from contrast3d.models.image_unet import ImageUNet
 
 #: Input widths of the per-point features a single RGB-D frame provides.
 FEAT_WIDTHS = {"color": 3, "ones": 1, "coord": 3}
@@ -235,9 +238,9 @@ class _BlockedLSE(torch.autograd.Function):
             else:
                 p = torch.mm(q[s:e], k[a:b].t()).div_(ctx.tau).sub_(lse[s:e, None]).exp_()
                 p.mul_((grad[s:e] / ctx.tau)[:, None])
-            if want_q:
+            if dq is not None:  # (want_q)
                 dq[s:e] += p @ k[a:b]
-            if want_k:
+            if dk is not None:  # (want_k)
                 dk[a:b] += p.t() @ q[s:e]
         return dq, dk, None, None, None
 
@@ -438,9 +441,12 @@ class Image2Point(PretrainMethod):
     def _forward_3d(self, batch: ViewBatch) -> dict[str, torch.Tensor]:
         view = batch.view1
         points = self.head(self.net(view))
-        fmap = self.image_features(batch.images)
-        pick = sample_per_group(batch.pixel_index[:, 0], self.cfg.num_matches)
-        point, pixel = batch.pixel_point[pick], batch.pixel_index[pick]
+        images, pixel_point, pixel_index = batch.images, batch.pixel_point, batch.pixel_index
+        # forward() checked images; collate_views sets the pixel tensors together with them
+        assert images is not None and pixel_point is not None and pixel_index is not None
+        fmap = self.image_features(images)
+        pick = sample_per_group(pixel_index[:, 0], self.cfg.num_matches)
+        point, pixel = pixel_point[pick], pixel_index[pick]
         exact = view.extra.get("pixel_rc")
         row, col = (exact[point, 0], exact[point, 1]) if exact is not None else (pixel[:, 1], pixel[:, 2])
         key = sample_bilinear(fmap, pixel[:, 0], row, col)
@@ -455,18 +461,21 @@ def _logs(query: torch.Tensor, key: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"pos_cos": cos.mean() if len(cos) else cos.new_zeros(()), "matches": cos.new_tensor(float(len(cos)))}
 
 
-def load_image_net(path: str) -> tuple[nn.Module, str]:
+def load_image_net(path: str) -> tuple[ImageUNet, str]:
     """The frozen stage-1 network at ``path`` (``requires_grad`` off, ``eval()``) and its resolved path."""
     if not path:
         raise DataError("method.image_net", "stage 3d needs the stage-1 image network: train 'image2point' "
                                             "with method.stage=2d first and pass its image_net.safetensors")
+    from contrast3d.models.image_unet import ImageUNet
     from contrast3d.models.pretrained import load_pretrained
 
     pre = load_pretrained(path, name="image_net")
     if pre.record.kind != "image_unet":
         raise DataError(path, f"is a '{pre.record.kind}' network, not an image network (the image_net export "
                               f"of an image2point stage-2d run)")
-    return pre.model.requires_grad_(False).eval(), str(Path(path).resolve())
+    model = pre.model
+    assert isinstance(model, ImageUNet)  # load_pretrained builds an ImageUNet for kind image_unet
+    return model.requires_grad_(False).eval(), str(Path(path).resolve())
 
 
 def resolve_image_net(path: str, data_root: str | Path) -> str:

@@ -177,6 +177,7 @@ def mix_views(view: PointBatch) -> PointBatch:
     Points keep their rows; ``batch`` becomes ``batch // 2`` and ``offset`` the released code's
     ``offset[1:-1:2] + [offset[-1]]`` (an odd last sample stays alone).
     """
+    assert view.batch is not None  # PointBatch.__post_init__ sets batch
     batch = view.batch // 2
     return replace(view, batch=batch, offset=batch_to_offset(batch, (view.batch_size + 1) // 2),
                    meta=view.meta[::2])

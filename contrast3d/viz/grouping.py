@@ -34,7 +34,9 @@ def categorical_colors(ids: np.ndarray) -> np.ndarray:
     from a golden-ratio hue walk, ``< 0`` grey."""
     import matplotlib
 
-    palette = np.concatenate([matplotlib.colormaps["tab20"].colors, matplotlib.colormaps["tab20b"].colors])
+    # tab20 / tab20b are ListedColormaps; the stubs type colormaps[...] as the Colormap base (no .colors)
+    palette = np.concatenate([matplotlib.colormaps["tab20"].colors,  # type: ignore[attr-defined]
+                              matplotlib.colormaps["tab20b"].colors])  # type: ignore[attr-defined]
     ids = np.asarray(ids, np.int64)
     out = np.empty((len(ids), 3), np.float32)
     out[:] = _GREY
@@ -192,7 +194,7 @@ def grouping_from_weights(weights_path: str | Path, scene_path: str | Path, out_
     for key in data_cfg.feat_keys:
         if key != "ones" and cloud.get(key) is None:
             raise DataError(scene_path, f"the network reads '{key}' (data.feat_keys) but the scene has none")
-    vox = GridSample(grid_size or data_cfg.grid_size, mode="train")(cloud, rng=np.random.default_rng(seed))
+    vox = GridSample(grid_size or data_cfg.grid_size, mode="train").sample(cloud, np.random.default_rng(seed))
     seg = vox.get(data_cfg.segment_key) if data_cfg.segment_key else None
     if seg is None:
         seg = segment_points(vox.coord, vox.normal, compact=True)
