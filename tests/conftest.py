@@ -56,3 +56,19 @@ def sim_scenes(tmp_path_factory) -> Path:
     for seed in (11, 12):
         simulate_scene(seed, out, n_frames=0, density=400.0)
     return out
+
+
+
+@pytest.fixture(scope="session")
+def simulated(tmp_path_factory):
+    """``simulated(name, seeds, density=400.0) -> root``: simulated scenes (no RGB-D frames) in a fresh
+    temporary folder, Pointcept folders under ``<root>/pointcept/``."""
+    from contrast3d.simulate import simulate_scene
+
+    def make(name: str, seeds, density: float = 400.0) -> Path:
+        root = tmp_path_factory.mktemp(name)
+        for seed in seeds:
+            simulate_scene(seed, root, n_frames=0, density=density)
+        return root
+
+    return make

@@ -23,7 +23,10 @@ from contrast3d.models.backbone import BackboneConfig, build_backbone
 from contrast3d.structures import MultiView, ViewBatch, collate_views
 
 __all__ = ["BackboneConfig", "build_backbone", "PairDataConfig", "view_transform", "build_pair_dataset",
-           "pair_collate", "smoke_frame_pairs", "smoke_scenes"]
+           "pair_collate", "smoke_frame_pairs", "smoke_scenes", "SMOKE_VIEWS"]
+
+#: The ``data`` smoke settings of the two-view methods: coarse voxels, few points, strict reading.
+SMOKE_VIEWS = {"grid_size": 0.1, "match_radius": 0.15, "max_points": 3000, "strict": True}
 
 
 @dataclass

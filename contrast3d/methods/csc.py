@@ -65,6 +65,7 @@ from torch.utils.data import Dataset
 from contrast3d.losses.csc import csc_info_nce, num_partitions, partition_ids
 from contrast3d.methods.base import MethodSpec, PretrainMethod
 from contrast3d.methods.common import (
+    SMOKE_VIEWS,
     BackboneConfig,
     PairDataConfig,
     build_backbone,
@@ -221,7 +222,7 @@ SPEC = MethodSpec(
     model_config_cls=BackboneConfig, data_config_cls=PairDataConfig,
     description="CSC: PointInfoNCE within ShapeContext space partitions (distance x angle) of each anchor",
     smoke={"model": {"preset": "spunet-tiny"},
-           "data": {"grid_size": 0.1, "match_radius": 0.15, "max_points": 3000, "strict": True},
+           "data": SMOKE_VIEWS,
            "method": {"num_matches": 256, "partition_grid": 0.025}},
     smoke_data=smoke_frame_pairs,
 )

@@ -88,6 +88,7 @@ from contrast3d.losses.fac import (
 )
 from contrast3d.methods.base import MethodSpec, PretrainMethod
 from contrast3d.methods.common import (
+    SMOKE_VIEWS,
     BackboneConfig,
     PairDataConfig,
     build_backbone,
@@ -272,7 +273,7 @@ SPEC = MethodSpec(
     description="FAC: regional sampling, region-anchor contrast (L_Geo) and SCN feature contrast (L_Fea), "
                 "EMA teacher",
     smoke={"model": {"preset": "spunet-tiny"},
-           "data": {"grid_size": 0.1, "match_radius": 0.15, "max_points": 3000, "strict": True},
+           "data": SMOKE_VIEWS,
            "method": {"num_pairs": 256}},
     smoke_data=smoke_scenes,
 )

@@ -131,7 +131,7 @@ from contrast3d.losses.groupcontrast import (
     teacher_temperature,
 )
 from contrast3d.methods.base import MethodSpec, PretrainMethod
-from contrast3d.methods.common import BackboneConfig, build_backbone, smoke_scenes
+from contrast3d.methods.common import SMOKE_VIEWS, BackboneConfig, build_backbone, smoke_scenes
 from contrast3d.models.heads import PointMLP, Prototypes
 from contrast3d.structures import MultiView, PointBatch, ViewBatch, collate_views
 
@@ -514,7 +514,7 @@ SPEC = MethodSpec(
     model_config_cls=BackboneConfig, data_config_cls=GroupContrastDataConfig,
     description="GroupContrast: segment grouping with prototypes + semantic-aware contrast, EMA teacher",
     smoke={"model": {"preset": "spunet-tiny"},
-           "data": {"grid_size": 0.1, "match_radius": 0.15, "max_points": 3000, "strict": True},
+           "data": SMOKE_VIEWS,
            "method": {"num_samples": 256, "proj_hidden": 32, "proj_dim": 16, "num_prototypes": 8}},
     smoke_data=smoke_scenes,
     data_kind="scenes",

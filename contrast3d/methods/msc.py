@@ -82,7 +82,7 @@ from contrast3d.losses.msc import (
     normal_reconstruction_loss,
 )
 from contrast3d.methods.base import MethodSpec, PretrainMethod
-from contrast3d.methods.common import BackboneConfig, build_backbone, pair_collate, smoke_scenes
+from contrast3d.methods.common import SMOKE_VIEWS, BackboneConfig, build_backbone, pair_collate, smoke_scenes
 from contrast3d.methods.csc import WORLD_KEY, KeepWorldCoord
 from contrast3d.methods.pointcontrast import sample_rows
 from contrast3d.structures import MultiView, PointBatch, ViewBatch, batch_to_offset
@@ -306,8 +306,7 @@ SPEC = MethodSpec(
     model_config_cls=BackboneConfig, data_config_cls=MSCDataConfig,
     description="MSC: cross-masked MSC views, InfoNCE on k-NN matches, masked colour (/ normal) reconstruction",
     smoke={"model": {"preset": "spunet-tiny"},
-           "data": {"grid_size": 0.1, "match_radius": 0.15, "max_points": 3000, "mask_grid_size": 0.2,
-                    "strict": True},
+           "data": {**SMOKE_VIEWS, "mask_grid_size": 0.2},
            "method": {"max_pairs": 512, "reconstruct_normal": True}},
     smoke_data=smoke_scenes,
     data_kind="scenes",

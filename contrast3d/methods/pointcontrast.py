@@ -51,6 +51,7 @@ from torch import nn
 from contrast3d.losses import hardest_contrastive, point_info_nce
 from contrast3d.methods.base import MethodSpec, PretrainMethod
 from contrast3d.methods.common import (
+    SMOKE_VIEWS,
     BackboneConfig,
     PairDataConfig,
     build_backbone,
@@ -167,7 +168,7 @@ SPEC = MethodSpec(
     model_config_cls=BackboneConfig, data_config_cls=PairDataConfig,
     description="PointContrast: PointInfoNCE / hardest-contrastive between overlapping views",
     smoke={"model": {"preset": "spunet-tiny"},
-           "data": {"grid_size": 0.1, "match_radius": 0.15, "max_points": 3000, "strict": True},
+           "data": SMOKE_VIEWS,
            "method": {"num_matches": 256, "num_negatives": 128}},
     smoke_data=smoke_frame_pairs,
 )

@@ -29,24 +29,10 @@ NO_AUG = ["data.rotate_z=false", "data.tilt=0", "data.scale=[1.0,1.0]", "data.fl
           "data.dropout=0", "data.color_aug=false", "data.max_points=0"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: sparse convs on tiny inputs are faster, and robust to a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def ft_root(tmp_path_factory) -> Path:
+def ft_root(simulated) -> Path:
     """Four simulated scenes under ``<root>/pointcept/``: 3 train + 1 val by the deterministic split."""
-    from contrast3d.simulate import simulate_scene
-
-    root = tmp_path_factory.mktemp("ft_scenes")
-    for seed in (21, 22, 23, 24):
-        simulate_scene(seed, root, n_frames=0, density=400.0)
-    return root
+    return simulated("ft_scenes", (21, 22, 23, 24))
 
 
 @pytest.fixture(scope="module")

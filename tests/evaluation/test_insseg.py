@@ -40,23 +40,10 @@ TINY = ["model.preset=spunet-tiny", "data.grid_size=0.2", "data.max_points=1500"
         "method.bn_momentum=0.1", "method.min_cluster_points=3", "method.min_region_size=20"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def ft_root(tmp_path_factory) -> Path:
+def ft_root(simulated) -> Path:
     """Two simulated scenes (with instance.npy): 1 train + 1 val by the deterministic split."""
-    from contrast3d.simulate import simulate_scene
-
-    root = tmp_path_factory.mktemp("ins_scenes")
-    for seed in (21, 22):
-        simulate_scene(seed, root, n_frames=0, density=400.0)
-    return root
+    return simulated("ins_scenes", (21, 22))
 
 
 # ----------------------------------------------------------------------------- losses
