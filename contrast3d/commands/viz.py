@@ -97,7 +97,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _backbone_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--init", required=True, help="backbone .safetensors (+ .json sidecar) or training checkpoint .pt")
+    p.add_argument("--init", required=True, help="backbone .safetensors (+ .json record), training checkpoint .pt "
+                                                 "or Pointcept .pth")
+    p.add_argument("--lenient", action="store_true", help="load only the matching tensors of a partial state dict")
     p.add_argument("--device", type=run_device, default="cpu", help="torch device (default cpu)")
     p.add_argument("--grid-size", type=positive_float,
                    help="voxel size in metres (default: from the backbone metadata)")
@@ -106,7 +108,7 @@ def _backbone_args(p: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace):
     from contrast3d.viz.backbone_io import load_backbone
 
-    model, info = load_backbone(args.init, args.device)
+    model, info = load_backbone(args.init, args.device, lenient=args.lenient)
     if args.grid_size is not None:
         info.update(grid_size=args.grid_size, grid_size_guessed=False)
     elif info["grid_size_guessed"]:
