@@ -202,14 +202,16 @@ def build_builtin_data(root: str | Path, cfg: BenchDataConfig = BUILTIN, workers
     rgbd = run_prepare("rgbd", [(n, frames / n) for n in train], root / "pairs",
                        {"frame_skip": cfg.frame_skip, "voxel_size": cfg.voxel_size, "store_voxel": cfg.store_voxel,
                         "depth_trunc": cfg.depth_trunc, "min_overlap": cfg.min_overlap, "segments": True},
-                       workers=workers, quiet=True, strict=True)
+                       workers=workers, quiet=True)  # a bad frame (e.g. all-zero depth) is skipped and listed
+    _check_prepared(rgbd, root / "pairs", "frame pairs")
     bar.update(1)
     _say(quiet, f"bench data: preparing {len(train)} + {len(val)} labelled scenes (normals, superpoints) -> "
                 f"{root / 'scenes'}")
     counts = {}
     for split, chosen in (("train", train), ("val", val)):
         summary = run_prepare("scenes", [(n, sim / "pointcept" / n) for n in chosen], root / "scenes" / split,
-                              {"segments": True}, workers=workers, quiet=True, strict=True)
+                              {"segments": True}, workers=workers, quiet=True)
+        _check_prepared(summary, root / "scenes" / split, "labelled scenes")
         counts[split] = summary["points"]
         bar.update(1)
     bar.close()
@@ -219,6 +221,15 @@ def build_builtin_data(root: str | Path, cfg: BenchDataConfig = BUILTIN, workers
     tmp.write_text(json.dumps(info, indent=1) + "\n")
     os.replace(tmp, marker)
     return BenchData(root, digest, True, info)
+
+
+def _check_prepared(summary: dict, out: Path, what: str) -> None:
+    """Every scene prepared (bad frames inside a scene are skipped and listed in the summary), or one clear error."""
+    failed = [s for s in summary.get("skipped_inputs", []) if s.get("what") == "scene"]
+    if failed or summary["scenes"]["failed"]:
+        first = failed[0] if failed else {"source": str(out), "reason": "preparation failed"}
+        raise DataError(first.get("source", out), f"bench data: {what} could not be prepared: {first.get('reason')} "
+                                                  f"(see {out / 'prepare_summary.json'})")
 
 
 __all__ = ["BUILTIN", "SMOKE", "BenchData", "BenchDataConfig", "KIND_FOLDERS", "build_builtin_data", "open_data"]
