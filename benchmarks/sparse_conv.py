@@ -1,27 +1,37 @@
-"""Benchmark the SpUNet backbone on CPU: pure-torch sparse backend vs spconv (when installed).
+"""Benchmark the SpUNet backbone on CPU: the torch sparse-conv paths against each other and spconv.
 
 Workload: ``--scenes`` scenes of ``--voxels`` voxels each, cut from a synthetic room (floor,
 four walls and a few boxes of a ~6 x 5 x 3 m room, surfaces sampled at half-voxel spacing with
 scan-like noise, voxelised at 2 cm) by keeping the voxels nearest to a random centre, as
-Pointcept's SphereCrop does. Six random input channels.
+Pointcept's SphereCrop does; rows in random order. Six random input channels.
 
-Each measurement runs in its own subprocess so its peak RSS (``resource.getrusage``) is its own:
+The torch backend has two convolution paths (:mod:`contrast3d.sparse.functional`): ``gather``
+(per-offset gather-GEMM-scatter, the original code) and ``implicit`` (output-stationary neighbour
+table GEMM); ``auto``, the default, picks one per layer. ``--old`` and ``--new`` (default
+``gather`` and ``auto``) are compared *inside one process, interleaved step by step*, so both
+see the same machine load; the ratio ``new / old`` is the median of the per-repeat ratios. On a
+shared machine wall time is inflated by other processes, so each timing is also given as process
+CPU time (at one thread the better estimate of the unloaded time), and every job records the
+1-minute load average (``os.getloadavg``) before and after it.
 
-* ``train``: SpUNet-34 and a small preset on the torch backend, train mode, forward and
-  forward+backward of a training step (``loss = mean(out^2)``) at ``--threads`` threads; its
-  ``peak_rss_mb`` is the training-step peak.
-* ``infer_1t``: at one thread, kernel-map build time of one forward, and inference forward
-  (eval, ``no_grad``) of the torch model and, when spconv is installed, of an spconv model with
-  the same weights, run alternately; ``ratio_torch_over_spconv`` = torch ms / spconv ms, plus the
-  largest output difference and whether spconv can run backward on this machine.
+Each job runs in its own subprocess so its peak RSS (``resource.getrusage``) is its own:
 
-Usage: ``python benchmarks/sparse_conv.py --json [--repeats 3] [--voxels 50000]``. The last
-line printed with ``--json`` is one JSON object. Times are medians over ``--repeats`` runs after
-one warm-up, in milliseconds.
+* ``train_<T>t`` (one per ``--threads`` entry): SpUNet-34 and the small preset in train mode,
+  forward and forward+backward of a training step (``loss = mean(out^2)``), old and new path
+  alternating; ``peak_rss_mb`` is the process peak over both paths.
+* ``infer_1t``: at one thread, kernel-map build time of one forward (``kernel_map_ms``; the
+  neighbour tables of the implicit path separately, ``neighbour_table_ms``), and inference
+  forward (eval, ``no_grad``) of the old path, the new path and, when spconv is installed, an
+  spconv model with the same weights, run alternately; ``ratio_torch_over_spconv`` = new / spconv.
+
+Usage: ``python benchmarks/sparse_conv.py --json [--repeats 5] [--voxels 50000] [--threads 1,2]``.
+The last line printed with ``--json`` is one JSON object. Times are medians over ``--repeats``
+runs after one warm-up, in milliseconds.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -39,6 +49,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from contrast3d.models import create_spunet  # noqa: E402
+from contrast3d.sparse.functional import ENV_VAR as IMPL_ENV  # noqa: E402
+from contrast3d.sparse.kernel_map import KernelMap  # noqa: E402
 from contrast3d.structures import PointBatch  # noqa: E402
 
 IN_CHANNELS = 6
@@ -92,18 +104,27 @@ def make_batch(scenes: int, voxels: int) -> PointBatch:
 
 
 # ------------------------------------------------------------------------ timing
-def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return round(statistics.median(times), 1)
+def _load() -> float:
+    """1-minute load average of the machine."""
+    return round(os.getloadavg()[0], 2)
 
 
 def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+
+
+@contextlib.contextmanager
+def _impl(name: str):
+    """Run the sparse convs on path ``name`` (``gather``, ``implicit`` or ``auto``)."""
+    old = os.environ.get(IMPL_ENV)
+    os.environ[IMPL_ENV] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(IMPL_ENV, None)
+        else:
+            os.environ[IMPL_ENV] = old
 
 
 def _model(name: str, backend: str) -> torch.nn.Module:
@@ -111,76 +132,111 @@ def _model(name: str, backend: str) -> torch.nn.Module:
     return create_spunet(name, IN_CHANNELS, NUM_CLASSES, backend=backend)
 
 
-def _train_step_times(model: torch.nn.Module, batch: PointBatch, repeats: int) -> dict[str, float]:
+def _timed(fn: Callable[[], Any]) -> tuple[float, float]:
+    """``(wall_ms, cpu_ms)`` of one call."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return (time.perf_counter() - w0) * 1e3, (time.process_time() - c0) * 1e3
+
+
+def _summary(runs: dict[str, dict[str, list[float]]], old: str, new: str) -> dict[str, Any]:
+    """Medians per path and the median of the per-repeat ``new / old`` ratios."""
+    res: dict[str, Any] = {}
+    for path, series in runs.items():
+        res[path] = {key: round(statistics.median(vals), 1) for key, vals in series.items()}
+        res[path].update({f"{key}_min": round(min(vals), 1) for key, vals in series.items()})
+    if old in runs and new in runs and old != new:
+        res["ratio_new_over_old"] = {
+            key: round(statistics.median(n / o for n, o in zip(runs[new][key], runs[old][key])), 3)
+            for key in runs[old]}
+    return res
+
+
+def _train_compare(model: torch.nn.Module, batch: PointBatch, repeats: int, paths: list[str]) -> dict[str, Any]:
+    """Training steps (forward, forward+backward) alternating between ``paths``; one warm-up each."""
     model.train()
-    fwd, total = [], []
-    for i in range(repeats + 1):
-        model.zero_grad(set_to_none=True)
-        t0 = time.perf_counter()
-        out = model(batch)
-        t1 = time.perf_counter()
-        out.square().mean().backward()
-        t2 = time.perf_counter()
-        if i:  # first is warm-up
-            fwd.append((t1 - t0) * 1e3)
-            total.append((t2 - t0) * 1e3)
-    return {"forward_ms": round(statistics.median(fwd), 1), "fwd_bwd_ms": round(statistics.median(total), 1)}
+    runs: dict[str, dict[str, list[float]]] = {p: {"fwd_wall_ms": [], "fwd_bwd_wall_ms": [], "fwd_cpu_ms": [],
+                                                   "fwd_bwd_cpu_ms": []} for p in paths}
+    for rep in range(repeats + 1):
+        for path in paths:
+            with _impl(path):
+                model.zero_grad(set_to_none=True)
+                w0, c0 = time.perf_counter(), time.process_time()
+                out = model(batch)
+                w1, c1 = time.perf_counter(), time.process_time()
+                out.square().mean().backward()
+                w2, c2 = time.perf_counter(), time.process_time()
+            if rep:  # the first round is the warm-up
+                r = runs[path]
+                r["fwd_wall_ms"].append((w1 - w0) * 1e3)
+                r["fwd_bwd_wall_ms"].append((w2 - w0) * 1e3)
+                r["fwd_cpu_ms"].append((c1 - c0) * 1e3)
+                r["fwd_bwd_cpu_ms"].append((c2 - c0) * 1e3)
+    return _summary(runs, paths[0], paths[-1])
 
 
-def _kernel_map_ms(model: torch.nn.Module, batch: PointBatch) -> float:
-    """Time spent building kernel maps in one forward (torch backend only)."""
+def _map_build_ms(model: torch.nn.Module, batch: PointBatch, path: str) -> dict[str, float]:
+    """Time spent building kernel maps, and neighbour tables, in one inference forward on ``path``."""
     import contrast3d.sparse.modules as mods
-    spent = [0.0]
+    spent = {"kernel_map_ms": 0.0, "neighbour_table_ms": 0.0}
     originals = {name: getattr(mods, name) for name in ("build_subm_map", "build_conv_map")}
+    table = KernelMap.neighbour_table
 
-    def timed(fn):
+    def timed(fn, key):
         def wrapper(*args, **kwargs):
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                spent[0] += time.perf_counter() - t0
+                spent[key] += time.perf_counter() - t0
         return wrapper
 
     for name, fn in originals.items():
-        setattr(mods, name, timed(fn))
+        setattr(mods, name, timed(fn, "kernel_map_ms"))
+    KernelMap.neighbour_table = timed(table, "neighbour_table_ms")  # type: ignore[method-assign]
     try:
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), _impl(path):
             model(batch)
     finally:
         for name, fn in originals.items():
             setattr(mods, name, fn)
-    return round(spent[0] * 1e3, 1)
+        KernelMap.neighbour_table = table  # type: ignore[method-assign]
+    return {key: round(val * 1e3, 1) for key, val in spent.items()}
 
 
-def _compare_1t(name: str, batch: PointBatch, repeats: int, with_spconv: bool) -> dict[str, Any]:
-    """Inference forward of the torch model and (optionally) an spconv twin with the same weights,
-    interleaved run by run so that load on the machine hits both alike."""
+def _compare_1t(name: str, batch: PointBatch, repeats: int, with_spconv: bool, paths: list[str]) -> dict[str, Any]:
+    """Inference forward of the torch paths and (optionally) an spconv twin with the same weights,
+    interleaved run by run so that load on the machine hits all alike."""
     model = _model(name, "torch").eval()
-    res: dict[str, Any] = {"kernel_map_ms": _kernel_map_ms(model, batch)}
-    runs: dict[str, list[float]] = {"torch": []}
-    models = {"torch": model}
+    res: dict[str, Any] = {"map_build": _map_build_ms(model, batch, paths[-1])}
+    models: dict[str, tuple[torch.nn.Module, str]] = {p: (model, p) for p in paths}
     if with_spconv:
         twin = _model(name, "spconv").eval()
         twin.load_state_dict(model.state_dict())
-        models["spconv"], runs["spconv"] = twin, []
+        models["spconv"] = (twin, paths[-1])
+    runs: dict[str, dict[str, list[float]]] = {key: {"infer_wall_ms": [], "infer_cpu_ms": []} for key in models}
     outputs = {}
     with torch.no_grad():
-        for key, m in models.items():  # warm-up
-            outputs[key] = m(batch)
+        for key, (m, path) in models.items():  # warm-up
+            with _impl(path):
+                outputs[key] = m(batch)
         for _ in range(repeats):
-            for key, m in models.items():
-                t0 = time.perf_counter()
-                m(batch)
-                runs[key].append((time.perf_counter() - t0) * 1e3)
-    res["torch_infer_ms"] = round(statistics.median(runs["torch"]), 1)
+            for key, (m, path) in models.items():
+                with _impl(path):
+                    wall, cpu = _timed(lambda m=m: m(batch))
+                runs[key]["infer_wall_ms"].append(wall)
+                runs[key]["infer_cpu_ms"].append(cpu)
+    res.update(_summary({p: runs[p] for p in paths}, paths[0], paths[-1]))
+    res["max_abs_diff_new_vs_old"] = float((outputs[paths[-1]] - outputs[paths[0]]).abs().max())
     if with_spconv:
-        res["spconv_infer_ms"] = round(statistics.median(runs["spconv"]), 1)
-        res["ratio_torch_over_spconv"] = round(res["torch_infer_ms"] / res["spconv_infer_ms"], 3)
-        res["max_abs_diff_vs_spconv"] = float((outputs["torch"] - outputs["spconv"]).abs().max())
+        res["spconv"] = _summary({"spconv": runs["spconv"]}, "", "")["spconv"]
+        pairs = zip(runs[paths[-1]]["infer_wall_ms"], runs["spconv"]["infer_wall_ms"])
+        res["ratio_torch_over_spconv"] = round(statistics.median(t / s for t, s in pairs), 3)
+        res["max_abs_diff_vs_spconv"] = float((outputs[paths[-1]] - outputs["spconv"]).abs().max())
         try:
-            _train_step_times(models["spconv"], batch, 0)
+            models["spconv"][0].train()
+            models["spconv"][0](batch).square().mean().backward()
             res["spconv_backward"] = "ok"
         except Exception as err:  # spconv's CPU build has no backward kernels
             res["spconv_backward"] = f"unsupported: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
@@ -191,12 +247,13 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
     """One measurement in this process: ``train`` (torch, ``threads``) or ``compare_1t``."""
     torch.set_num_threads(job["threads"])
     batch = make_batch(job["scenes"], job["voxels"])
-    res: dict[str, Any] = {"threads": torch.get_num_threads(), "voxels_total": len(batch)}
+    res: dict[str, Any] = {"threads": torch.get_num_threads(), "voxels_total": len(batch), "load_before": _load()}
+    paths = [job["old"], job["new"]] if job["old"] != job["new"] else [job["new"]]
     if job["kind"] == "train":
-        model = _model(job["model"], "torch")
-        res.update(_train_step_times(model, batch, job["repeats"]))
+        res.update(_train_compare(_model(job["model"], "torch"), batch, job["repeats"], paths))
     else:
-        res.update(_compare_1t(job["model"], batch, job["repeats"], job["spconv"]))
+        res.update(_compare_1t(job["model"], batch, job["repeats"], job["spconv"], paths))
+    res["load_after"] = _load()
     res["peak_rss_mb"] = _peak_rss_mb()
     return res
 
@@ -222,32 +279,45 @@ def spconv_version() -> str | None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--voxels", type=int, default=50_000, help="voxels per scene")
     ap.add_argument("--scenes", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="threads of the torch runs")
+    ap.add_argument("--threads", default="1,2", help="comma list of thread counts of the training runs")
     ap.add_argument("--small", default="spunet14", help="the small preset to measure besides spunet34")
     ap.add_argument("--models", default=None, help="comma list overriding 'spunet34,<small>'")
+    ap.add_argument("--old", default="gather", help="reference path: gather, implicit or auto")
+    ap.add_argument("--new", default="auto", help="path compared with --old")
+    ap.add_argument("--no-infer", action="store_true", help="skip the 1-thread inference / spconv job")
     ap.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._worker:
         print(json.dumps(worker(json.loads(args._worker))))
         return {}
     models = args.models.split(",") if args.models else ["spunet34", args.small]
-    base = {"scenes": args.scenes, "voxels": args.voxels, "repeats": args.repeats}
+    threads = [int(t) for t in str(args.threads).split(",") if t]
+    base = {"scenes": args.scenes, "voxels": args.voxels, "repeats": args.repeats, "old": args.old, "new": args.new}
     sp_version = spconv_version()
     result: dict[str, Any] = {
         "workload": f"{args.scenes} scenes x {args.voxels} voxels, synthetic room crops, 2 cm voxels",
-        "torch_version": torch.__version__, "torch_threads": args.threads, "repeats": args.repeats,
+        "torch_version": torch.__version__, "threads": threads, "repeats": args.repeats,
+        "old": args.old, "new": args.new, "cpus": os.cpu_count(), "load_start": _load(),
         "spconv": sp_version if sp_version else "absent (pip install spconv to compare)",
         "models": {}}
     for name in models:
-        entry = {"train": _run_job({**base, "kind": "train", "model": name, "threads": args.threads}),
-                 "infer_1t": _run_job({**base, "kind": "compare_1t", "model": name, "threads": 1,
-                                       "spconv": bool(sp_version)})}
+        entry = {f"train_{t}t": _run_job({**base, "kind": "train", "model": name, "threads": t}) for t in threads}
+        if len(set(threads)) > 1 and all("error" not in entry[f"train_{t}t"] for t in threads):
+            # fwd+bwd wall time at the most threads over that at the fewest (separate processes).
+            few, many = entry[f"train_{min(threads)}t"], entry[f"train_{max(threads)}t"]
+            entry[f"wall_ratio_{max(threads)}t_over_{min(threads)}t"] = {
+                path: round(many[path]["fwd_bwd_wall_ms"] / few[path]["fwd_bwd_wall_ms"], 3)
+                for path in dict.fromkeys((args.old, args.new)) if path in few and path in many}
+        if not args.no_infer:
+            entry["infer_1t"] = _run_job({**base, "kind": "compare_1t", "model": name, "threads": 1,
+                                          "spconv": bool(sp_version)})
         result["models"][name] = entry
         if not args.json:
             print(name, json.dumps(entry, indent=1), flush=True)
+    result["load_end"] = _load()
     if args.json:
         print(json.dumps(result))
     return result

@@ -3,7 +3,7 @@
 >>> from contrast3d.sparse import SparseConvTensor, SubMConv3d, SparseSequential
 """
 from contrast3d.sparse.backend import backend_for, resolve_backend
-from contrast3d.sparse.functional import SparseConvFunction, sparse_conv
+from contrast3d.sparse.functional import ImplicitGemmFunction, SparseConvFunction, select_impl, sparse_conv
 from contrast3d.sparse.kernel_map import (
                                        IndiceData,
                                        KernelMap,
@@ -24,6 +24,7 @@ from contrast3d.sparse.modules import (
 from contrast3d.sparse.tensor import SparseConvTensor
 
 __all__ = [
+                                       "ImplicitGemmFunction",
                                        "IndiceData",
                                        "KernelMap",
                                        "SparseConv3d",
@@ -41,5 +42,6 @@ __all__ = [
                                        "build_conv_map",
                                        "build_subm_map",
                                        "resolve_backend",
+                                       "select_impl",
                                        "sparse_conv",
 ]

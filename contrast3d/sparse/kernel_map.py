@@ -9,11 +9,22 @@ Sites are integer indices ``(N, 1 + D)`` = ``(batch, c_1, ..., c_D)``. They are 
 int64 *keys* (mixed radix over ``(batch, c_1 + pad_1, ..., c_D + pad_D)``), sorted once, and
 looked up with :func:`torch.searchsorted`. Everything is vectorised; the only Python loops run
 over the ``D`` dimensions.
+
+The output-stationary ("implicit GEMM") convolution of :mod:`contrast3d.sparse.functional` reads
+the same map as a *neighbour table* (:meth:`KernelMap.neighbour_table`): ``(N_out, K')`` rows
+holding, for each output site and each used offset, the input row or ``n_in`` (the row index of
+an appended zero row) when the neighbour is absent. The table is scattered from the pairs (no
+second hashing) and cached on the map object, so it lives exactly as long as the map cached under
+its ``indice_key``. :meth:`KernelMap.transposed` is memoised the same way, so the inverse conv
+registered under a strided conv's key and that conv's backward share one transposed map and its
+table. Tables are built lazily, only for layers that run on the implicit path.
 """
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -31,6 +42,9 @@ class KernelMap:
             row, not stored in the pairs), or ``None``.
         n_in, n_out: number of input / output sites.
         kernel_volume: ``prod(kernel_size)``.
+        mirrored: the pairs of offset ``k`` are those of offset ``K - 1 - k`` with inputs and outputs
+            swapped, and ``n_in == n_out`` (true of SubM maps): the input gradient can then use the
+            map's own neighbour table with the kernel flipped.
     """
 
     in_idx: torch.Tensor
@@ -41,11 +55,85 @@ class KernelMap:
     n_in: int
     n_out: int
     kernel_volume: int
+    mirrored: bool = False
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def num_pairs(self) -> int:
+        """Number of ``(in, out, k)`` contributions, the identity centre (``n_out`` pairs) included."""
+        return sum(self.counts) + (self.n_out if self.centre is not None else 0)
+
+    @property
+    def fill(self) -> float:
+        """``num_pairs / (n_out * K')``: the fraction of neighbour-table slots that hold a site
+        (``K'`` = number of used offsets); 1.0 for an empty map."""
+        cols = len(self.used_offsets())
+        return self.num_pairs / (self.n_out * cols) if self.n_out and cols else 1.0
+
+    def used_offsets(self) -> list[int]:
+        """Flat ids of the offsets with at least one pair (the centre included), ascending."""
+        used = set(self.offsets)
+        if self.centre is not None and self.n_out:
+            used.add(self.centre)
+        return sorted(used)
 
     def transposed(self) -> KernelMap:
-        """The map with inputs and outputs swapped (what an inverse convolution uses)."""
-        return KernelMap(self.out_idx, self.in_idx, list(self.offsets), list(self.counts), self.centre,
-                         self.n_out, self.n_in, self.kernel_volume)
+        """The map with inputs and outputs swapped (what an inverse convolution uses).
+
+        Memoised: repeated calls return the same object (and so share its cached neighbour
+        table). The transposed map refers back to this one weakly (no reference cycle).
+        """
+        back = self._cache.get("transposed_of")
+        if back is not None and back() is not None:
+            return back()
+        got = self._cache.get("transposed")
+        if got is None:
+            got = KernelMap(self.out_idx, self.in_idx, list(self.offsets), list(self.counts), self.centre,
+                            self.n_out, self.n_in, self.kernel_volume, self.mirrored)
+            got._cache["transposed_of"] = weakref.ref(self)
+            self._cache["transposed"] = got
+        return got
+
+    def neighbour_table(self) -> tuple[torch.Tensor, list[int]]:
+        """``(table, cols)``: the per-output neighbour table of the output-stationary conv (cached).
+
+        Returns:
+            table: ``(n_out, len(cols))`` int32 (int64 if ``n_in >= 2**31 - 1``); ``table[o, j]``
+                is the input row feeding output ``o`` through offset ``cols[j]``, or ``n_in`` (an
+                appended zero row) where there is none.
+            cols: the used offsets (:meth:`used_offsets`), the order of the table's columns.
+
+        Built from the pairs by one scatter: no second hash look-up. A valid map has at most one
+        input per ``(output, offset)`` (the input site is ``o * s - p + d * k``), so the scatter has
+        no collisions.
+        """
+        got = self._cache.get("table")
+        if got is not None:
+            return got
+        device = self.in_idx.device
+        cols = self.used_offsets()
+        width = len(cols)
+        dtype = torch.int32 if self.n_in < 2 ** 31 - 1 else torch.int64
+        table = torch.full((self.n_out * width,), self.n_in, dtype=dtype, device=device)
+        if self.counts:
+            col_of = torch.full((self.kernel_volume,), -1, dtype=torch.int64, device=device)
+            col_of[torch.tensor(cols, dtype=torch.int64, device=device)] = torch.arange(
+                width, dtype=torch.int64, device=device)
+            flat = torch.repeat_interleave(col_of[torch.tensor(self.offsets, dtype=torch.int64, device=device)],
+                                           torch.tensor(self.counts, dtype=torch.int64, device=device))
+            flat.add_(self.out_idx, alpha=width)  # out_row * width + column
+            table.scatter_(0, flat, self.in_idx.to(dtype))  # (scatter_ is 2x faster than index_put_ here)
+        table = table.view(self.n_out, width)
+        if self.centre is not None and self.n_out:
+            table[:, cols.index(self.centre)] = torch.arange(self.n_out, dtype=dtype, device=device)
+        self._cache["table"] = (table, cols)
+        return table, cols
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle / deep-copy without the derived cache (it holds a weak reference)."""
+        state = dict(self.__dict__)
+        state["_cache"] = {}
+        return state
 
 
 @dataclass
@@ -210,7 +298,7 @@ def build_subm_map(indices: torch.Tensor, spatial_shape: Sequence[int], batch_si
     device = indices.device
     empty = torch.zeros(0, dtype=torch.int64, device=device)
     if kv == 1 or n == 0:
-        return KernelMap(empty, empty, [], [], centre, n, n, kv)
+        return KernelMap(empty, empty, [], [], centre, n, n, kv, mirrored=True)
     radius = [int(d) * (int(k) // 2) for k, d in zip(kernel_size, dilation)]
     sorted_keys, order, base = _sorted_keys(indices, radius, spatial_shape)
     # Key step of one unit along each dimension, then the key delta of every offset.
@@ -242,7 +330,7 @@ def build_subm_map(indices: torch.Tensor, spatial_shape: Sequence[int], batch_si
     used = [k for k in range(centre) if half_counts[k] > 0]
     seg_ids = used + [kv - 1 - k for k in used]
     seg_counts = [half_counts[k] for k in used] * 2
-    return KernelMap(in_idx, out_idx, seg_ids, seg_counts, centre, n, n, kv)
+    return KernelMap(in_idx, out_idx, seg_ids, seg_counts, centre, n, n, kv, mirrored=True)
 
 
 def build_conv_map(indices: torch.Tensor, spatial_shape: Sequence[int], batch_size: int,

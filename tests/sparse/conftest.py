@@ -1,4 +1,5 @@
-"""Sparse-conv test setup: makes ``sparse_testlib`` importable and prints the worst errors."""
+"""Sparse-conv test setup: makes ``sparse_testlib`` importable, prints the worst errors, and runs
+the convolution tests once per implementation (``impl`` fixture)."""
 from __future__ import annotations
 
 import sys
@@ -16,9 +17,16 @@ def pytest_terminal_summary(terminalreporter) -> None:
         return
     terminalreporter.section("sparse conv float64 worst relative errors")
     for (op, what), err in sorted(WORST.items()):
-        terminalreporter.write_line(f"{op:28s} {what:14s} {err:.3e}")
+        terminalreporter.write_line(f"{op:32s} {what:14s} {err:.3e}")
 
 
 @pytest.fixture
 def gen() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(params=["gather", "implicit"])
+def impl(request, monkeypatch) -> str:
+    """Forces every sparse conv of the test onto one path through ``$CONTRAST3D_SPARSE_IMPL``."""
+    monkeypatch.setenv("CONTRAST3D_SPARSE_IMPL", request.param)
+    return request.param

@@ -11,6 +11,8 @@ from collections import defaultdict
 import torch
 
 WORST: dict[tuple[str, str], float] = defaultdict(float)
+#: Implementation names that may end an op label (aggregated separately).
+PATHS = ("gather", "implicit", "auto")
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -26,7 +28,8 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def record(op: str, what: str, a: torch.Tensor, b: torch.Tensor, tol: float = 1e-10) -> float:
     err = rel_err(a, b)
-    family = op.split()[0]  # aggregate per op (SubMConv3d, SparseConv3d, ...)
+    words = op.split()
+    family = words[0] + (f" [{words[-1]}]" if words[-1] in PATHS else "")  # per op and path
     WORST[(family, what)] = max(WORST[(family, what)], err)
     assert err <= tol, f"{op} {what}: relative error {err:.3e} > {tol:.0e}"
     return err

@@ -1,4 +1,4 @@
-"""3-D sparse ops against dense ``conv3d`` / ``conv_transpose3d`` in float64 (forward + grads)."""
+"""3-D sparse ops against dense ``conv3d`` / ``conv_transpose3d`` in float64 (forward + grads), every path."""
 from __future__ import annotations
 
 import pytest
@@ -57,7 +57,7 @@ def _active_outputs(x_idx, batch, shape, k, s, p, d=1):
     (1, (5, 4, 3), 2, 0.4, 1), (3, (7, 6, 5), 3, 0.3, 1), (3, (9, 5, 7), 1, 0.15, 2),
     (5, (8, 7, 9), 2, 0.25, 1), (3, (1, 1, 1), 1, 1.0, 1),
 ])
-def test_subm_matches_dense(gen, k, shape, batch, density, dilation):
+def test_subm_matches_dense(gen, impl, k, shape, batch, density, dilation):
     idx, feats = _inputs(gen, batch, shape, density, 3)
     mod = _randomise(SubMConv3d(3, 4, k, dilation=dilation, bias=True).double(), gen)
     y = mod(SparseConvTensor(feats, idx, shape, batch))
@@ -65,7 +65,7 @@ def test_subm_matches_dense(gen, k, shape, batch, density, dilation):
     dense = to_dense(feats, idx, batch, shape)
     w = mod.weight.permute(0, 4, 1, 2, 3)
     ref = F.conv3d(dense, w, mod.bias, padding=dilation * (k // 2), dilation=dilation)
-    _check_against_dense(f"SubMConv3d k{k}", mod, idx, feats, y, ref, gen, batch, shape)
+    _check_against_dense(f"SubMConv3d k{k} {impl}", mod, idx, feats, y, ref, gen, batch, shape)
 
 
 CONV_CASES = [  # kernel, stride, padding, dilation, shape, batch, density
@@ -79,7 +79,7 @@ CONV_CASES = [  # kernel, stride, padding, dilation, shape, batch, density
 
 
 @pytest.mark.parametrize("k,s,p,d,shape,batch,density", CONV_CASES)
-def test_sparse_conv_and_inverse_match_dense(gen, k, s, p, d, shape, batch, density):
+def test_sparse_conv_and_inverse_match_dense(gen, impl, k, s, p, d, shape, batch, density):
     idx, feats = _inputs(gen, batch, shape, density, 3)
     down = _randomise(SparseConv3d(3, 5, k, s, p, dilation=d, indice_key="down").double(), gen)
     y = down(SparseConvTensor(feats, idx, shape, batch))
@@ -89,7 +89,7 @@ def test_sparse_conv_and_inverse_match_dense(gen, k, s, p, d, shape, batch, dens
     # Output sites: exactly the positions that see an input (sorted by batch, x, y, z).
     active = _active_outputs(idx, batch, shape, k, s, p, d)
     assert torch.equal(y.indices.long(), active.nonzero())
-    _check_against_dense(f"SparseConv3d k{k}s{s}p{p}d{d}", down, idx, feats, y, ref, gen, batch, shape)
+    _check_against_dense(f"SparseConv3d k{k}s{s}p{p}d{d} {impl}", down, idx, feats, y, ref, gen, batch, shape)
 
     if d != 1:
         return  # inverse convs take no dilation (as in spconv)
@@ -101,11 +101,11 @@ def test_sparse_conv_and_inverse_match_dense(gen, k, s, p, d, shape, batch, dens
     out_pad = [shape[i] - ((y.spatial_shape[i] - 1) * s - 2 * p + k) for i in range(3)]
     ref_t = F.conv_transpose3d(y_dense, inv.weight.permute(4, 0, 1, 2, 3), inv.bias, stride=s, padding=p,
                                output_padding=out_pad)
-    _check_against_dense(f"SparseInverseConv3d k{k}s{s}p{p}", inv, y.indices, y_feats, z, ref_t, gen,
+    _check_against_dense(f"SparseInverseConv3d k{k}s{s}p{p} {impl}", inv, y.indices, y_feats, z, ref_t, gen,
                          batch, shape)
 
 
-def test_points_past_output_shape_are_dropped(gen):
+def test_points_past_output_shape_are_dropped(gen, impl):
     # Input extent 7 with k2 s2: output extent 3; sites at coordinate 6 have no output.
     idx = torch.tensor([[0, 6, 6, 6], [0, 5, 0, 0], [0, 0, 6, 1]], dtype=torch.int32)
     feats = torch.randn(3, 2, generator=gen, dtype=DT)

@@ -1,4 +1,4 @@
-"""4-D ops (no dense conv4d in torch) against a slow, obvious per-site loop reference, float64."""
+"""4-D ops (no dense conv4d in torch) against a slow, obvious per-site loop reference, float64, every path."""
 from __future__ import annotations
 
 import itertools
@@ -66,7 +66,7 @@ def _compare(op, got, want, params, gen):
 
 
 @pytest.mark.parametrize("k,d", [(3, 1), (1, 1), (3, 2)])
-def test_subm4d(gen, k, d):
+def test_subm4d(gen, impl, k, d):
     shape = (4, 5, 3, 4)
     idx = random_sites(2, shape, 0.12, gen)
     feats = torch.randn(idx.shape[0], 2, generator=gen, dtype=DT, requires_grad=True)
@@ -75,11 +75,12 @@ def test_subm4d(gen, k, d):
         mod.weight.normal_(generator=gen)
     y = mod(SparseConvTensor(feats, idx, shape, 2))
     assert torch.equal(y.indices, idx)
-    _compare(f"SubMConv4d k{k}d{d}", y.features, ref_subm(feats, mod.weight, idx, k, d), (feats, mod.weight), gen)
+    _compare(f"SubMConv4d k{k}d{d} {impl}", y.features, ref_subm(feats, mod.weight, idx, k, d), (feats, mod.weight),
+             gen)
 
 
 @pytest.mark.parametrize("k,s,p", [(2, 2, 0), (3, 2, 1), (3, 1, 0), (1, 1, 0)])
-def test_conv4d_and_inverse(gen, k, s, p):
+def test_conv4d_and_inverse(gen, impl, k, s, p):
     shape = (5, 4, 3, 5)
     idx = random_sites(2, shape, 0.1, gen)
     feats = torch.randn(idx.shape[0], 2, generator=gen, dtype=DT, requires_grad=True)
@@ -92,9 +93,9 @@ def test_conv4d_and_inverse(gen, k, s, p):
     sites, want, out_shape, pairs = ref_conv(feats, down.weight, idx, shape, k, s, p)
     assert y.spatial_shape == out_shape
     assert [tuple(r) for r in y.indices.tolist()] == sites
-    _compare(f"SparseConv4d k{k}s{s}p{p}", y.features, want, (feats, down.weight), gen)
+    _compare(f"SparseConv4d k{k}s{s}p{p} {impl}", y.features, want, (feats, down.weight), gen)
     y_feats = torch.randn(y.features.shape, generator=gen, dtype=DT, requires_grad=True)
     z = inv(y.replace_feature(y_feats))
     assert torch.equal(z.indices, idx) and z.spatial_shape == list(shape)
-    _compare(f"SparseInverseConv4d k{k}s{s}p{p}", z.features, ref_inverse(y_feats, inv.weight, pairs, idx.shape[0]),
-             (y_feats, inv.weight), gen)
+    _compare(f"SparseInverseConv4d k{k}s{s}p{p} {impl}", z.features,
+             ref_inverse(y_feats, inv.weight, pairs, idx.shape[0]), (y_feats, inv.weight), gen)

@@ -7,6 +7,7 @@ from sparse_testlib import random_sites, rel_err
 
 import contrast3d.sparse.modules as sparse_modules
 from contrast3d.sparse import (
+    ImplicitGemmFunction,
     SparseConv3d,
     SparseConvFunction,
     SparseConvTensor,
@@ -20,8 +21,12 @@ from contrast3d.sparse import (
 DT = torch.float64
 
 
+FUNCTIONS = {"gather": SparseConvFunction, "implicit": ImplicitGemmFunction}
+
+
+@pytest.mark.parametrize("path", sorted(FUNCTIONS))
 @pytest.mark.parametrize("kind", ["subm3", "subm5", "conv2s2", "conv3s2p1", "inverse3s2p1"])
-def test_gradcheck(gen, kind):
+def test_gradcheck(gen, kind, path):
     shape = (4, 3, 5)
     idx = random_sites(2, shape, 0.3, gen)
     if kind.startswith("subm"):
@@ -37,14 +42,14 @@ def test_gradcheck(gen, kind):
             kmap = kmap.transposed()
     feats = torch.randn(kmap.n_in, 2, generator=gen, dtype=DT, requires_grad=True)
     weight = torch.randn(3, k, k, k, 2, generator=gen, dtype=DT, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda f, w: SparseConvFunction.apply(f, w, kmap), (feats, weight),
-                                    fast_mode=True)
+    fn = FUNCTIONS[path]
+    assert torch.autograd.gradcheck(lambda f, w: fn.apply(f, w, kmap), (feats, weight), fast_mode=True)
 
 
 @pytest.mark.parametrize("make", [
     lambda: SubMConv3d(3, 4, 3), lambda: SparseConv3d(3, 4, 2, 2), lambda: SparseConv3d(3, 4, 3, 2, 1),
 ])
-def test_empty_input(make):
+def test_empty_input(impl, make):
     mod = make()
     feats = torch.zeros(0, 3, requires_grad=True)
     y = mod(SparseConvTensor(feats, torch.zeros(0, 4, dtype=torch.int32), (6, 6, 6), 2))
@@ -53,7 +58,7 @@ def test_empty_input(make):
     assert feats.grad.shape == (0, 3) and mod.weight.grad is not None and float(mod.weight.grad.abs().sum()) == 0
 
 
-def test_empty_input_through_unet_block():
+def test_empty_input_through_unet_block(impl):
     net = SparseSequential(SubMConv3d(3, 4, 3, indice_key="s"), torch.nn.BatchNorm1d(4), torch.nn.ReLU(),
                            SparseConv3d(4, 8, 2, 2, indice_key="d"), SparseInverseConv3d(8, 4, 2, indice_key="d"))
     y = net(SparseConvTensor(torch.zeros(0, 3), torch.zeros(0, 4, dtype=torch.int32), (4, 4, 4), 1))
@@ -61,7 +66,7 @@ def test_empty_input_through_unet_block():
     assert torch.isfinite(net[1].running_mean).all()
 
 
-def test_single_voxel(gen):
+def test_single_voxel(gen, impl):
     idx = torch.tensor([[0, 2, 3, 1]], dtype=torch.int32)
     feats = torch.randn(1, 3, generator=gen, dtype=DT)
     subm = SubMConv3d(3, 2, 3, bias=False).double()
@@ -74,7 +79,7 @@ def test_single_voxel(gen):
     assert z.indices.tolist() == [[0, 1, 1, 0], [0, 1, 1, 1], [0, 1, 2, 0], [0, 1, 2, 1]]
 
 
-def test_index_dtype_and_layout_do_not_matter(gen):
+def test_index_dtype_and_layout_do_not_matter(gen, impl):
     shape = (6, 5, 7)
     idx = random_sites(3, shape, 0.3, gen)
     feats = torch.randn(idx.shape[0], 3, generator=gen)
@@ -91,7 +96,7 @@ def test_index_dtype_and_layout_do_not_matter(gen):
         assert torch.equal(out.indices, ref.indices) and torch.equal(out.features, ref.features)
 
 
-def test_indice_key_reuse_builds_each_map_once(monkeypatch, gen):
+def test_indice_key_reuse_builds_each_map_once(monkeypatch, gen, impl):
     calls = {"subm": 0, "conv": 0}
     real_subm, real_conv = sparse_modules.build_subm_map, sparse_modules.build_conv_map
 
