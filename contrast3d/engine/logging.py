@@ -19,7 +19,7 @@ class MetricLogger:
     """Writes scalars to TensorBoard and JSONL and drives the progress bar (no-op off rank 0)."""
 
     def __init__(self, run_dir: str | Path, *, total_steps: int, start_step: int = 0,
-                 enabled: bool = True, progress: bool = True, tensorboard: bool = True):
+                 enabled: bool = True, progress: bool = True, tensorboard: bool = True, label: str = "train"):
         self.enabled = enabled
         self.run_dir = Path(run_dir)
         self.total_steps = total_steps
@@ -35,7 +35,7 @@ class MetricLogger:
             from torch.utils.tensorboard import SummaryWriter
             self._writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_step + 1 if start_step else None)
         if progress:
-            self._bar = tqdm(total=total_steps, initial=start_step, desc="pretrain", unit="step",
+            self._bar = tqdm(total=total_steps, initial=start_step, desc=label, unit="step",
                              dynamic_ncols=True, smoothing=0.1)
 
     def step(self, step: int, loss: float, samples: int, seconds: float) -> None:

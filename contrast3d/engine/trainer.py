@@ -419,7 +419,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             dump_yaml(cfg, self.run_dir / "config.yaml")
         logger = MetricLogger(self.run_dir, total_steps=cfg.steps, start_step=self.step, enabled=ctx.is_main,
-                              progress=cfg.progress)
+                              progress=cfg.progress, label=cfg.method_name or "train")
         if self.step:
             logger.message(f"resumed from {self.checkpoints.last} at step {self.step}")
         if self.changes:
