@@ -264,7 +264,8 @@ def _pretrain_chain(name: str, spec: Any, data: BenchData, seed: int, cfg: Bench
     chain = []
     for st in stages:
         scfg = pretrain_config(name, spec, root, seed, cfg.pretrain_steps, cfg.smoke, st.get("overrides", []))
-        chain.append(Job("pretrain", (name, seed, st["name"]), folder / f"stage-{st['name']}",
+        # beside the main run's folder, never inside it: starting the main run afresh clears its folder
+        chain.append(Job("pretrain", (name, seed, st["name"]), folder.parent / f"p{seed}-stage-{st['name']}",
                          _digest(scfg, data_root=data.digest), {"cfg": scfg, "spec": spec, "stage": st}))
     main = pretrain_config(name, spec, root, seed, cfg.pretrain_steps, cfg.smoke)
     chain.append(Job("pretrain", (name, seed), folder, _digest(main, data_root=data.digest),

@@ -147,6 +147,7 @@ def test_pre_stages_feed_their_export_into_the_next_stage(tmp_path, monkeypatch)
     for job in batches[1]:
         seed = job.key[1]
         assert job.payload["cfg"].method.stage == "3d" and job.payload["cfg"].seed == seed
-        assert job.payload["cfg"].method.image_net == str(out / "pretrain" / "staged" / f"p{seed}" / "stage-2d"
+        # the stage runs beside the main run's folder (clearing the main folder must not delete its export)
+        assert job.payload["cfg"].method.image_net == str(out / "pretrain" / "staged" / f"p{seed}-stage-2d"
                                                           / "image_net.safetensors")
     assert len({j.digest for b in batches for j in b}) == 4
