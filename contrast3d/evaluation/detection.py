@@ -32,14 +32,13 @@ from torch import nn
 
 from contrast3d.data.transforms import CenterShift
 from contrast3d.data.voxelize import GridSample
-from contrast3d.errors import DataError
 from contrast3d.evaluation.detection_metrics import (
     DetectionEvaluator,
     DetectionScores,
     boxes_from_instances,
     nms_3d,
 )
-from contrast3d.evaluation.instance_metrics import InstanceEvalConfig
+from contrast3d.evaluation.instance_metrics import InstanceEvalConfig, require_instance_labels
 from contrast3d.evaluation.semseg import _device_of, default_class_names
 from contrast3d.structures import PointCloud, collate_points
 
@@ -149,13 +148,10 @@ def evaluate_det(model: nn.Module, scenes: Iterable[PointCloud], *, num_classes:
     model.eval()
     try:
         for cloud in scenes:
-            source = cloud.meta.get("path") or cloud.name or "<scene>"
-            if cloud.segment is None or cloud.instance is None:
-                raise DataError(source, "no semantic and instance labels (segment20.npy / instance.npy) to "
-                                        "evaluate against")
+            segment, instance = require_instance_labels(cloud)
             found = predict_boxes(model, cloud, feat_keys=feat_keys, grid_size=grid_size, selection=selection,
                                   device=device)
-            gt_boxes, gt_classes, _ = boxes_from_instances(cloud.coord, cloud.segment, cloud.instance, gt_cfg)
+            gt_boxes, gt_classes, _ = boxes_from_instances(cloud.coord, segment, instance, gt_cfg)
             evaluator.add_scene(found.boxes, found.classes, found.scores, gt_boxes, gt_classes)
             if predictions is not None:
                 predictions[cloud.name] = found

@@ -39,6 +39,7 @@ from contrast3d.evaluation.semseg import evaluate_semseg, raw_scenes, write_resu
 from contrast3d.evaluation.semseg_data import SemsegDataset, resolve_scene_split, train_transform
 from contrast3d.evaluation.semseg_model import SECTIONS, SemsegModel, load_backbone_init, semseg_collate
 from contrast3d.evaluation.splits import LabelBudget, LabelSplit
+from contrast3d.models.pretrained import LoadReport
 from contrast3d.structures import build_feat
 
 TASK = "semseg"
@@ -127,14 +128,7 @@ def finetune_semseg(data_dir: str | Path | None, init: str | Path | None, out_di
     # The model first (a bad --init fails before any scene is read); data loading draws no global randomness.
     seed_all(derive_seed(cfg.seed, 0))  # model initialisation: identical on every rank
     model = SemsegModel(cfg.method, cfg.model, cfg.data)
-    init_info: dict[str, Any] = {"path": "scratch"}
-    report = None
-    if resuming:  # the weights come from the checkpoint
-        init_info = _read_json(out / "init.json", {"path": str(cfg.method.init)})
-    elif str(cfg.method.init).lower() != "scratch":
-        report = load_backbone_init(model.net, cfg.method.init, cfg.model, lenient=lenient)
-        init_info = report.to_dict()
-    out.mkdir(parents=True, exist_ok=True)
+    init_info, report = _init_backbone(model.net, cfg, out, resuming, lenient)
 
     scenes = resolve_scene_split(cfg.data_root, cfg.data.val_fraction)
     scenes.save(out / "scene_split.json")
@@ -182,6 +176,21 @@ def finetune_semseg(data_dir: str | Path | None, init: str | Path | None, out_di
         return results
     finally:
         D.shutdown(ctx)
+
+
+def _init_backbone(net: torch.nn.Module, cfg: TrainConfig, out: Path, resuming: bool,
+                   lenient: bool) -> tuple[dict[str, Any], LoadReport | None]:
+    """Load ``cfg.method.init`` into ``net`` (unless scratch or resuming: then the weights come from the
+    checkpoint); returns the ``init.json`` content and the load report. Creates ``out``."""
+    init_info: dict[str, Any] = {"path": "scratch"}
+    report = None
+    if resuming:
+        init_info = _read_json(out / "init.json", {"path": str(cfg.method.init)})
+    elif str(cfg.method.init).lower() != "scratch":
+        report = load_backbone_init(net, cfg.method.init, cfg.model, lenient=lenient)
+        init_info = report.to_dict()
+    out.mkdir(parents=True, exist_ok=True)
+    return init_info, report
 
 
 def _read_json(path: Path, default: dict[str, Any]) -> dict[str, Any]:

@@ -48,7 +48,7 @@ from contrast3d.evaluation import det_model, insseg_model
 from contrast3d.evaluation.clustering import ClusterConfig
 from contrast3d.evaluation.det_model import DetModel, class_mean_sizes
 from contrast3d.evaluation.detection import BoxSelection, detection_table, evaluate_det
-from contrast3d.evaluation.finetune import _check_inputs, _flags, _label_split, _read_json
+from contrast3d.evaluation.finetune import _check_inputs, _flags, _init_backbone, _label_split
 from contrast3d.evaluation.insseg import evaluate_insseg
 from contrast3d.evaluation.insseg_model import (
     InsSegModel,
@@ -59,7 +59,6 @@ from contrast3d.evaluation.insseg_model import (
 from contrast3d.evaluation.instance_metrics import InstanceEvalConfig
 from contrast3d.evaluation.semseg import _finite, raw_scenes
 from contrast3d.evaluation.semseg_data import resolve_scene_split
-from contrast3d.evaluation.semseg_model import load_backbone_init
 from contrast3d.evaluation.splits import LabelBudget, LabelSplit
 
 FINETUNE_PRESETS = PRESET_DIR / "finetune"
@@ -159,14 +158,7 @@ def finetune_task(task: str, data_dir: str | Path | None, init: str | Path | Non
         raise ConfigError("method.labels", str(err)) from None
     seed_all(derive_seed(cfg.seed, 0))  # model initialisation: identical on every rank
     model = spec.build(cfg)
-    init_info: dict[str, Any] = {"path": "scratch"}
-    report = None
-    if resuming:
-        init_info = _read_json(out / "init.json", {"path": str(cfg.method.init)})
-    elif str(cfg.method.init).lower() != "scratch":
-        report = load_backbone_init(model.backbone(), cfg.method.init, cfg.model, lenient=lenient)
-        init_info = report.to_dict()
-    out.mkdir(parents=True, exist_ok=True)
+    init_info, report = _init_backbone(model.backbone(), cfg, out, resuming, lenient)
 
     scenes = resolve_scene_split(cfg.data_root, cfg.data.val_fraction)
     scenes.save(out / "scene_split.json")

@@ -36,7 +36,12 @@ from contrast3d.data.transforms import CenterShift
 from contrast3d.data.voxelize import GridSample
 from contrast3d.errors import DataError
 from contrast3d.evaluation.clustering import ClusterConfig, ClusterResult, cluster_points
-from contrast3d.evaluation.instance_metrics import InstanceAPEvaluator, InstanceAPScores, InstanceEvalConfig
+from contrast3d.evaluation.instance_metrics import (
+    InstanceAPEvaluator,
+    InstanceAPScores,
+    InstanceEvalConfig,
+    require_instance_labels,
+)
 from contrast3d.evaluation.metrics import SegmentationScores, confusion_matrix, segmentation_scores
 from contrast3d.evaluation.semseg import _device_of, default_class_names
 from contrast3d.structures import PointCloud, collate_points
@@ -155,18 +160,16 @@ def evaluate_insseg(model: nn.Module, scenes: Iterable[PointCloud], *, num_class
     model.eval()
     try:
         for cloud in scenes:
-            source = cloud.meta.get("path") or cloud.name or "<scene>"
-            if cloud.segment is None or cloud.instance is None:
-                raise DataError(source, "no semantic and instance labels (segment20.npy / instance.npy) to "
-                                        "evaluate against")
+            segment, instance = require_instance_labels(cloud)
             pred = predict_instances(model, cloud, grid_size=grid_size, feat_keys=feat_keys, cluster=cluster,
                                      max_fragments=max_fragments, device=device)
             try:
-                conf += confusion_matrix(pred.semantic, cloud.segment, num_classes)
+                conf += confusion_matrix(pred.semantic, segment, num_classes)
             except ValueError as err:
-                raise DataError(source, f"{err} (model.num_classes={num_classes})") from None
+                raise DataError(cloud.meta.get("path") or cloud.name or "<scene>",
+                                f"{err} (model.num_classes={num_classes})") from None
             p = pred.proposals
-            evaluator.add_scene(p.sparse_masks(), p.classes, p.scores, cloud.segment, cloud.instance)
+            evaluator.add_scene(p.sparse_masks(), p.classes, p.scores, segment, instance)
             if predictions is not None:
                 predictions[cloud.name] = pred
     finally:

@@ -52,6 +52,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from contrast3d.errors import DataError
+from contrast3d.structures import PointCloud
+
 __all__ = ["InstanceEvalConfig", "InstanceAPScores", "InstanceAPEvaluator", "scannet_average_precision",
            "ground_truth_instances", "SCANNET_OVERLAPS"]
 
@@ -191,6 +194,14 @@ class _ClassScene:
     pred_count: np.ndarray
     pred_void: np.ndarray
     inter: np.ndarray
+
+
+def require_instance_labels(cloud: PointCloud) -> tuple[np.ndarray, np.ndarray]:
+    """``(segment, instance)`` of a scene to evaluate against; :class:`DataError` naming it when absent."""
+    if cloud.segment is None or cloud.instance is None:
+        raise DataError(cloud.meta.get("path") or cloud.name or "<scene>",
+                        "no semantic and instance labels (segment20.npy / instance.npy) to evaluate against")
+    return cloud.segment, cloud.instance
 
 
 class InstanceAPEvaluator:
