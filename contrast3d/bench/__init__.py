@@ -9,6 +9,8 @@ interval over seeds, a scratch run with 2.5x the fine-tuning steps as a control,
 
 * :mod:`contrast3d.bench.data` — the benchmark data layout and the built-in simulated benchmark;
 * :mod:`contrast3d.bench.runner` — the protocol: configs, label splits, the plan of runs;
+* :mod:`contrast3d.bench.tasks` — the downstream tasks of ``--tasks`` (semseg, insseg, det): metrics, presets,
+  how label budgets apply;
 * :mod:`contrast3d.bench.jobs` — running them in worker processes, reuse by config digest, resume;
 * :mod:`contrast3d.bench.stats` — paired differences, mean, t interval;
 * :mod:`contrast3d.bench.report` and :mod:`contrast3d.bench.figures` — summaries, Markdown / HTML, PNGs.

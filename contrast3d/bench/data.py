@@ -5,7 +5,9 @@ Layout (the built-in data is built like this; a user's ``--data DIR`` must follo
     DATA/
       scenes/train/<scene>/   Pointcept scene folders with coord, color, normal, segment20 (labels),
       scenes/val/<scene>/       instance, superpoint .npy (``contrast3d prepare scenes``): fine-tuning
-                                trains on train/ and is scored on val/; the probes use both
+                                trains on train/ and is scored on val/; the probes use both;
+                                ``instance.npy`` is needed by ``--tasks insseg,det`` (the built-in
+                                data has it: the simulator's object ids, kept by ``prepare scenes``)
       pairs/<scene>/          ``contrast3d prepare rgbd`` output of the TRAINING scenes' RGB-D frames
                                 (frame clouds, normals, superpoints, mined pairs): ``data_kind: pairs``
       frames/<scene>/         raw RGB-D frame folders (ScanNet export layout) of the TRAINING scenes:

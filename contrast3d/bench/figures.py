@@ -1,6 +1,8 @@
 """The PNGs of ``contrast3d bench`` (headless matplotlib through :mod:`contrast3d.viz.render`), drawn from the
 summary dict of :func:`contrast3d.bench.report.summarize`: mIoU vs label budget per method (± 1 std over
-runs), paired gain over scratch with its 95 % interval, per-class IoU bars per budget, probe mIoU, cost."""
+runs), paired gain over scratch with its 95 % interval, per-class IoU bars per budget, probe mIoU, cost; and per
+extra downstream task (``--tasks``) its headline metric vs label budget and its paired gains (:data:`TASK_PLOTS`:
+the same drawing functions, parameterised by the task and its metric name)."""
 from __future__ import annotations
 
 import math
@@ -20,44 +22,59 @@ def _err(d: dict[str, Any]) -> float:
     return d["std"] if d.get("std") is not None else 0.0
 
 
-def plot_miou(s: dict[str, Any], path: Path) -> Path:
+def _task(s: dict[str, Any], task: str) -> dict[str, Any]:
+    """``s["tasks"][task]`` (values, gains, control, metric); semseg's top-level keys for older summaries."""
+    got = (s.get("tasks") or {}).get(task)
+    if got is not None:
+        return got
+    return {"metric": "mIoU", "values": s["miou"], "gains": s["gains"], "control": s["control"]}
+
+
+def plot_miou(s: dict[str, Any], path: Path, task: str = "semseg") -> Path:
+    """The task's headline metric (semseg: mIoU) vs label budget per method, ± 1 std over runs."""
     from contrast3d.viz.render import new_figure, save_figure
 
+    t = _task(s, task)
+    metric, values = t["metric"], t["values"]
     budgets = s["config"]["labels"]
     fig = new_figure(1.6 + 1.6 * len(budgets), 4.2)
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(budgets), dtype=float)
     width = 0.8 / max(1, len(s["labels"]))
     for i, lab in enumerate(s["labels"]):
-        m = [s["miou"][lab][b]["mean"] for b in budgets]
-        e = [_err(s["miou"][lab][b]) for b in budgets]
+        m = [values[lab][b]["mean"] for b in budgets]
+        e = [_err(values[lab][b]) for b in budgets]
         ax.errorbar(x + (i - (len(s["labels"]) - 1) / 2) * width * 0.5, [np.nan if v is None else v for v in m],
                     yerr=e, marker="o", capsize=3, label=lab)
     ax.set_xticks(x, budgets)
     ax.set_xlabel("label budget")
-    ax.set_ylabel("validation mIoU (%)")
-    ax.set_title("fine-tuning mIoU vs label budget (mean ± std over runs)")
+    ax.set_ylabel(f"validation {metric} (%)")
+    ax.set_title(f"{'' if task == 'semseg' else task + ': '}fine-tuning {metric} vs label budget "
+                 "(mean ± std over runs)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, path)
 
 
-def plot_gain(s: dict[str, Any], path: Path) -> Path:
+def plot_gain(s: dict[str, Any], path: Path, task: str = "semseg") -> Path:
+    """The task's paired gains over scratch (and the scratch-long control) with their 95 % intervals."""
     from contrast3d.viz.render import new_figure, save_figure
 
-    rows = s["gains"] + s["control"]
+    t = _task(s, task)
+    rows = t["gains"] + t["control"]
     fig = new_figure(max(5.0, 0.9 * len(rows) + 2), 4.2)
     ax = fig.add_subplot(1, 1, 1)
     for i, r in enumerate(rows):
         mean = r["mean"] if r["mean"] is not None else np.nan
         lo = r["low"] if r["low"] is not None else mean
         hi = r["high"] if r["high"] is not None else mean
-        color = "tab:gray" if r in s["control"] else ("tab:green" if r["significant"] else "tab:blue")
+        color = "tab:gray" if r in t["control"] else ("tab:green" if r["significant"] else "tab:blue")
         ax.errorbar([i], [mean], yerr=[[mean - lo], [hi - mean]], marker="o", capsize=4, color=color)
     ax.axhline(0.0, color="black", lw=0.8)
     ax.set_xticks(range(len(rows)), [f"{r['method']}\n{r['budget']}" for r in rows], fontsize=7)
-    ax.set_ylabel("paired mIoU difference (points)")
-    ax.set_title("paired gain over scratch, 95 % CI over seeds (gray: scratch-long − scratch)")
+    ax.set_ylabel(f"paired {t['metric']} difference (points)")
+    ax.set_title(f"{'' if task == 'semseg' else task + ': '}paired gain over scratch, 95 % CI over seeds "
+                 "(gray: scratch-long − scratch)")
     ax.grid(alpha=0.3, axis="y")
     return save_figure(fig, path)
 
@@ -134,3 +151,5 @@ def plot_cost(s: dict[str, Any], path: Path) -> Path:
 
 #: Figure name -> drawing function ``(summary, path) -> path``.
 PLOTS = {"miou": plot_miou, "gain": plot_gain, "per_class": plot_per_class, "probes": plot_probes, "cost": plot_cost}
+#: Per extra task: figure kind -> ``(summary, path, task) -> path`` (``fig_<task>_<kind>.png``).
+TASK_PLOTS = {"metric": plot_miou, "gain": plot_gain}

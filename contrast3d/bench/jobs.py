@@ -1,6 +1,6 @@
 """Jobs of ``contrast3d bench`` and how they run: one fresh worker process per job, reuse by digest.
 
-A :class:`Job` (pre-training, probe or fine-tuning run) carries its folder, the digest of its full
+A :class:`Job` (pre-training, probe or fine-tuning run of any task) carries its folder, the digest of its full
 resolved config and what the worker needs. :class:`JobRunner` runs a list of jobs ``jobs`` at a time
 in fresh worker processes (``forkserver`` with torch and contrast3d preloaded, one job per process,
 ``threads`` torch threads, so ``resource.getrusage`` gives each job's own peak RSS; a worker dies
@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 JOB_FILE = "bench_job.json"
-_PRELOAD = ["torch", "contrast3d.methods", "contrast3d.engine.run", "contrast3d.evaluation.finetune",
-            "contrast3d.evaluation.probe_data", "contrast3d.bench.jobs"]
+# torch._dynamo: the optimisers import it lazily on construction (~3-5 s in every fresh worker otherwise)
+_PRELOAD = ["torch", "torch._dynamo", "contrast3d.methods", "contrast3d.engine.run", "contrast3d.evaluation.finetune",
+            "contrast3d.evaluation.probe_data", "contrast3d.evaluation.finetune_tasks", "contrast3d.bench.jobs"]
 
 
 @dataclass
@@ -118,15 +119,26 @@ def _exec_probe(job: Job) -> dict[str, Any]:
 
 
 def _exec_finetune(job: Job) -> dict[str, Any]:
-    from contrast3d.evaluation.finetune import finetune_semseg
+    """Fine-tune ``payload["task"]`` (default semseg) on the bench's label split; keeps the task's metrics."""
+    from contrast3d.bench.tasks import TASKS
 
     p = job.payload
+    task = p.get("task", "semseg")
     split = job.folder / "label_split.json"
     if not split.is_file():
         shutil.copyfile(p["split"], split)
     # resume=True: our label split is loaded; a checkpoint (if any) is continued, else a fresh start
-    res = finetune_semseg(None, None, job.folder, cfg=p["cfg"], resume=True)
-    keep = ("mIoU", "mAcc", "allAcc", "per_class", "steps", "labelled", "train_scenes", "val_scenes")
+    if task == "semseg":
+        from contrast3d.evaluation.finetune import finetune_semseg
+
+        res = finetune_semseg(None, None, job.folder, cfg=p["cfg"], resume=True)
+        keep: tuple[str, ...] = ("mIoU", "mAcc", "allAcc", "per_class")
+    else:
+        from contrast3d.evaluation.finetune_tasks import finetune_task
+
+        res = finetune_task(task, None, None, job.folder, cfg=p["cfg"], resume=True)
+        keep = TASKS[task].metrics
+    keep += ("steps", "labelled", "train_scenes", "val_scenes")
     return {k: res[k] for k in keep if k in res}
 
 

@@ -15,7 +15,13 @@ Summaries (all mIoU / IoU in percent):
 * per-class IoU per (method, budget), averaged over runs (classes absent from the validation scenes
   are left out);
 * cost per method: minutes and steps per pre-training / fine-tuning run and the peak RSS of their
-  worker processes.
+  worker processes;
+* per downstream task (``tasks`` in ``results.json``, :mod:`contrast3d.bench.tasks`; semseg included):
+  the headline metric (mIoU, AP50, mAP@0.25; percent) per (method, budget) as mean / std / n, the
+  secondary metrics' means, the paired gains over scratch and scratch-long and the control, computed
+  exactly as the semseg ones above (:func:`task_summary`), the fine-tuning cost and how the label
+  budgets apply to the task (``budget_note``). The top-level ``miou`` / ``gains`` / ``gains_vs_long`` /
+  ``control`` are semseg's.
 """
 from __future__ import annotations
 
@@ -30,10 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from contrast3d.bench.figures import PLOTS, class_order, fmt
+from contrast3d.bench.figures import PLOTS, TASK_PLOTS, class_order, fmt
 from contrast3d.bench.stats import MeanCI, mean_ci, paired_stats
+from contrast3d.bench.tasks import TASKS
 
-Block = tuple  # ("h1"|"h2"|"p", text) | ("table", header, rows) | ("img", file, caption) | ("ul", items)
+Block = tuple  # ("h1"|"h2"|"h3"|"p", text) | ("table", header, rows) | ("img", file, caption) | ("ul", items)
 
 
 # ----------------------------------------------------------------------------- summaries
@@ -48,27 +55,35 @@ def _by_seed(runs: list[dict[str, Any]], key: str, scale: float = 100.0) -> dict
     """``{seed: mean over pre-training seeds of run[key]}``."""
     out: dict[int, list[float]] = {}
     for r in runs:
-        if isinstance(r.get(key), (int, float)):
+        if _number(r.get(key)):
             out.setdefault(int(r["seed"]), []).append(scale * float(r[key]))
     return {s: float(np.mean(v)) for s, v in out.items()}
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _ci(stats: MeanCI) -> dict[str, Any]:
     return {**stats.to_dict(), "verdict": stats.verdict()}
 
 
-def summarize(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
-    """``results.json``: ``meta`` plus the summaries of the module docstring and every run record."""
-    cfg = meta["config"]
-    budgets, labels = cfg["labels"], _labels(records, cfg["methods"])
-    ft = [r for r in records if r["kind"] == "finetune"]
-    probes = [r for r in records if r["kind"] == "probe"]
-    pre = [r for r in records if r["kind"] == "pretrain"]
+def _task_of(record: dict[str, Any]) -> str:
+    return str(record.get("task", "semseg"))
 
-    def runs(label: str, budget: str | None = None) -> list[dict[str, Any]]:
-        return [r for r in ft if r["method"] == label and (budget is None or r["budget"] == budget)]
 
-    miou = {lab: {b: _ci(mean_ci(100 * r["mIoU"] for r in runs(lab, b))) for b in budgets} for lab in labels}
+def task_summary(ft: list[dict[str, Any]], labels: list[str], budgets: list[str], metric: str) -> dict[str, Any]:
+    """One task's fine-tuning runs ``ft`` summarised by ``metric`` (a value in [0, 1], reported in percent):
+
+    ``values[label][budget]`` (mean, std, n, t interval over all runs), ``gains`` (each method minus its
+    scratch baseline, paired by fine-tuning seed after averaging over pre-training seeds), ``gains_vs_long``
+    (the same against scratch-long) and ``control`` (scratch-long minus scratch); rows as :func:`summarize`.
+    """
+    def runs(label: str, budget: str) -> list[dict[str, Any]]:
+        return [r for r in ft if r["method"] == label and r["budget"] == budget]
+
+    values = {lab: {b: _ci(mean_ci(100 * r[metric] for r in runs(lab, b) if _number(r.get(metric))))
+                    for b in budgets} for lab in labels}
     gains, vs_long, control = [], [], []
     for lab in labels:
         base = next((r["baseline"] for r in ft if r["method"] == lab), lab)
@@ -77,13 +92,50 @@ def summarize(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, 
             if lab.startswith("scratch-long"):
                 continue
             if lab.startswith("scratch"):
-                s = paired_stats(_by_seed(runs(long, b), "mIoU"), _by_seed(runs(lab, b), "mIoU"))
+                s = paired_stats(_by_seed(runs(long, b), metric), _by_seed(runs(lab, b), metric))
                 control.append({"method": long, "baseline": lab, "budget": b, **_ci(s)})
                 continue
-            s = paired_stats(_by_seed(runs(lab, b), "mIoU"), _by_seed(runs(base, b), "mIoU"))
+            s = paired_stats(_by_seed(runs(lab, b), metric), _by_seed(runs(base, b), metric))
             gains.append({"method": lab, "baseline": base, "budget": b, **_ci(s)})
-            s = paired_stats(_by_seed(runs(lab, b), "mIoU"), _by_seed(runs(long, b), "mIoU"))
+            s = paired_stats(_by_seed(runs(lab, b), metric), _by_seed(runs(long, b), metric))
             vs_long.append({"method": lab, "baseline": long, "budget": b, **_ci(s)})
+    return {"metric": metric, "values": values, "gains": gains, "gains_vs_long": vs_long, "control": control}
+
+
+def _task_block(name: str, ft: list[dict[str, Any]], labels: list[str], budgets: list[str]) -> dict[str, Any]:
+    """``results.json``'s ``tasks[name]``: :func:`task_summary` + secondary metrics, cost and the budget note."""
+    spec = TASKS[name]
+    out = {"title": spec.title, "metrics": list(spec.metrics), **task_summary(ft, labels, budgets, spec.metric)}
+    out["secondary"] = {m: {lab: {b: _mean(100 * r[m] for r in ft if r["method"] == lab and r["budget"] == b
+                                           and _number(r.get(m))) for b in budgets} for lab in labels}
+                        for m in spec.metrics[1:]}
+    out["cost"] = []
+    for lab in labels:
+        mine = [r for r in ft if r["method"] == lab]
+        out["cost"].append({"method": lab, "finetune_runs": len(mine),
+                            "finetune_minutes": _mean(r.get("minutes") for r in mine),
+                            "finetune_steps": _mean(r.get("steps") for r in mine),
+                            "finetune_peak_rss_mb": _max(r.get("peak_rss_mb") for r in mine)})
+    out["budget_note"] = spec.budget_note(budgets)
+    return out
+
+
+def summarize(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
+    """``results.json``: ``meta`` plus the summaries of the module docstring and every run record."""
+    cfg = meta["config"]
+    budgets, labels = cfg["labels"], _labels(records, cfg["methods"])
+    ft_all = [r for r in records if r["kind"] == "finetune"]
+    ft = [r for r in ft_all if _task_of(r) == "semseg"]
+    tasks = {t: _task_block(t, [r for r in ft_all if _task_of(r) == t], labels, budgets)
+             for t in cfg.get("tasks", ["semseg"])}
+    probes = [r for r in records if r["kind"] == "probe"]
+    pre = [r for r in records if r["kind"] == "pretrain"]
+
+    def runs(label: str, budget: str | None = None) -> list[dict[str, Any]]:
+        return [r for r in ft if r["method"] == label and (budget is None or r["budget"] == budget)]
+
+    sem = tasks["semseg"] if "semseg" in tasks else task_summary(ft, labels, budgets, "mIoU")
+    miou, gains, vs_long, control = sem["values"], sem["gains"], sem["gains_vs_long"], sem["control"]
     probe_rows = []
     for lab in labels:
         mine = [r for r in probes if r["method"] == lab]
@@ -122,12 +174,13 @@ def summarize(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, 
             "probe_minutes": _mean(r.get("minutes") for r in mine_probe),
             "probe_peak_rss_mb": _max(r.get("peak_rss_mb") for r in mine_probe)})
     shas: dict[tuple[str, int], set[str]] = {}
-    for r in ft:
+    for r in ft_all:  # every task's runs: the tasks are paired too
         shas.setdefault((r["budget"], int(r["seed"])), set()).add(r.get("split_sha", ""))
     pairing = {"same_split_per_budget_and_seed": all(len(v) == 1 for v in shas.values()),
                "splits": {f"{b} seed {s}": sorted(v) for (b, s), v in sorted(shas.items())}}
     return {**meta, "labels": labels, "miou": miou, "gains": gains, "gains_vs_long": vs_long, "control": control,
-            "probes": probe_rows, "per_class": per_class, "cost": cost, "pairing": pairing, "runs": records}
+            "probes": probe_rows, "per_class": per_class, "cost": cost, "pairing": pairing, "tasks": tasks,
+            "runs": records}
 
 
 def _max(values: Any) -> float | None:
@@ -152,35 +205,85 @@ def _gain_cells(r: dict[str, Any]) -> list[str]:
     return [fmt(r["mean"], sign=True), ci, str(r["n"]), r["verdict"]]
 
 
+def _extra_tasks(s: dict[str, Any]) -> list[str]:
+    return [t for t in s.get("tasks", {}) if t != "semseg"]
+
+
+def _verdict_lines(rows: list[dict[str, Any]], metric: str, what: str = "") -> list[str]:
+    lines = []
+    for r in rows:
+        ci = (f"95 % CI {fmt(r['low'], sign=True)} … {fmt(r['high'], sign=True)}" if r.get("low") is not None
+              else "no CI")
+        lines.append(f"{r['method']} at {r['budget']}: {fmt(r['mean'], sign=True)} {metric}{what} over "
+                     f"{r['baseline']} (paired over {r['n']} seed(s), {ci}): **{r['verdict']}**.")
+    return lines
+
+
+def task_blocks(s: dict[str, Any], name: str, figures: dict[str, str]) -> list[Block]:
+    """The section of one extra task (insseg, det): the same tables as semseg's, its budget note and cost."""
+    t, budgets, labels = s["tasks"][name], s["config"]["labels"], s["labels"]
+    metric, steps = t["metric"], s["finetune_steps"]
+    blocks: list[Block] = [("h2", f"{t['title'][0].upper() + t['title'][1:]} ({name}): {metric}")]
+    blocks.append(("p", t["budget_note"]))
+    blocks.append(("h3", f"Fine-tuning {metric} (%) on the validation scenes"))
+    blocks.append(("table", ["method"] + budgets, [[lab] + [_pm(t["values"][lab][b]) for b in budgets]
+                                                   for lab in labels]))
+    secondary = t.get("secondary") or {}
+    if secondary:
+        blocks.append(("table", ["method (mean %)"] + budgets,
+                       [[lab] + [", ".join(f"{m} {fmt(secondary[m][lab][b])}" for m in secondary) for b in budgets]
+                        for lab in labels]))
+    blocks.append(("p", f"mean ± sample standard deviation over all runs (pre-training seeds x fine-tuning seeds); "
+                        f"the second table: means of the other metrics. The same backbones, label splits, seeds "
+                        f"and {steps} fine-tuning steps (scratch-long {s['long_steps']}) as semantic segmentation; "
+                        f"preset {TASKS[name].preset}."))
+    blocks.append(("img", figures.get(f"{name}_metric"), f"{metric} vs label budget per method, error bars ± 1 std "
+                                                          "over runs."))
+    blocks.append(("h3", f"Paired gain over scratch ({metric} points)"))
+    header = ["method", "vs", "budget", "mean", "95 % CI", "n", "verdict"]
+    blocks.append(("table", header, [[r["method"], r["baseline"], r["budget"]] + _gain_cells(r)
+                                     for r in t["gains"] + t["gains_vs_long"] + t["control"]]))
+    blocks.append(("p", f"Paired by fine-tuning seed as for mIoU: the method's {metric} (averaged over its "
+                        "pre-training seeds) minus the baseline's with the same seed and label split; mean and 95 % "
+                        "t confidence interval over seeds."))
+    blocks.append(("img", figures.get(f"{name}_gain"), f"paired {metric} gain over scratch with 95 % CI (green: CI "
+                                                        "excludes 0; gray: scratch-long − scratch)."))
+    crow = [[r["method"], str(r["finetune_runs"]), fmt(r["finetune_minutes"]), fmt(r["finetune_steps"], 0),
+             fmt(r["finetune_peak_rss_mb"], 0)] for r in t["cost"]]
+    blocks.append(("h3", "Cost"))
+    blocks.append(("table", ["method", "fine-tune runs", "min / run", "steps", "peak RSS MiB"], crow))
+    return blocks
+
+
 def build_blocks(s: dict[str, Any], figures: dict[str, str]) -> list[Block]:
     """The report as blocks, rendered to Markdown and HTML alike."""
     cfg, budgets = s["config"], s["config"]["labels"]
     data = s["data"]
+    extra = _extra_tasks(s)
+    sem = "Semantic segmentation (semseg): " if extra else ""
     blocks: list[Block] = [("h1", "contrast3d bench")]
     blocks.append(("p", f"Methods {', '.join(cfg['methods'])}; label budgets {', '.join(budgets)}; fine-tuning "
                         f"seeds {', '.join(map(str, cfg['seeds']))}; pre-training seeds "
-                        f"{', '.join(map(str, cfg['pretrain_seeds']))}; {s['finetune_steps']} fine-tuning steps "
+                        f"{', '.join(map(str, cfg['pretrain_seeds']))}; tasks "
+                        f"{', '.join(s.get('tasks') or ['semseg'])}; {s['finetune_steps']} fine-tuning steps "
                         f"(scratch-long {s['long_steps']}); data `{data['root']}`"
                         f"{' (built-in' + (', smoke' if cfg['smoke'] else '') + ')' if data['builtin'] else ''}; "
                         f"{cfg['jobs']} worker process(es) x {cfg['threads']} thread(s); "
                         f"{s['minutes']['total']:.1f} min in total ({s['reused_runs']} finished run(s) reused)."))
     blocks.append(("h2", "Verdict"))
-    lines = []
-    for r in s["gains"]:
-        ci = (f"95 % CI {fmt(r['low'], sign=True)} … {fmt(r['high'], sign=True)}" if r.get("low") is not None
-              else "no CI")
-        lines.append(f"{r['method']} at {r['budget']}: {fmt(r['mean'], sign=True)} mIoU over {r['baseline']} "
-                     f"(paired over {r['n']} seed(s), {ci}): **{r['verdict']}**.")
+    lines = _verdict_lines(s["gains"], "mIoU", " (semseg)" if extra else "")
+    for t in extra:
+        lines += _verdict_lines(s["tasks"][t]["gains"], s["tasks"][t]["metric"], f" ({t})")
     for r in s["control"]:
         lines.append(f"control {r['method']} − {r['baseline']} at {r['budget']}: {fmt(r['mean'], sign=True)} "
                      f"mIoU ({r['verdict']}).")
     blocks.append(("ul", lines or ["no pre-training method finished: nothing to compare"]))
-    blocks.append(("h2", "Fine-tuning mIoU (%) on the validation scenes"))
+    blocks.append(("h2", f"{sem}Fine-tuning mIoU (%) on the validation scenes"))
     blocks.append(("table", ["method"] + budgets, [[lab] + [_pm(s["miou"][lab][b]) for b in budgets]
                                                    for lab in s["labels"]]))
     blocks.append(("p", "mean ± sample standard deviation over all runs (pre-training seeds x fine-tuning seeds)."))
     blocks.append(("img", figures.get("miou"), "mIoU vs label budget per method, error bars ± 1 std over runs."))
-    blocks.append(("h2", "Paired gain over scratch (mIoU points)"))
+    blocks.append(("h2", f"{sem}Paired gain over scratch (mIoU points)"))
     header = ["method", "vs", "budget", "mean", "95 % CI", "n", "verdict"]
     rows = [[r["method"], r["baseline"], r["budget"]] + _gain_cells(r) for r in s["gains"] + s["gains_vs_long"]
             + s["control"]]
@@ -191,6 +294,8 @@ def build_blocks(s: dict[str, Any], figures: dict[str, str]) -> list[Block]:
                         f"scratch with {s['long_steps']} instead of {s['finetune_steps']} steps, the same splits."))
     blocks.append(("img", figures.get("gain"), "paired gain over scratch with 95 % CI (green: CI excludes 0; "
                                                 "gray: scratch-long − scratch)."))
+    for t in extra:
+        blocks += task_blocks(s, t, figures)
     blocks.append(("h2", "Frozen-feature probes (mIoU %)"))
     prow = []
     for r in s["probes"]:
@@ -204,7 +309,7 @@ def build_blocks(s: dict[str, Any], figures: dict[str, str]) -> list[Block]:
                         "training scenes (all their labels), scored on the validation scenes; gains are paired by "
                         "probe seed against a randomly initialised backbone of the same architecture."))
     blocks.append(("img", figures.get("probes"), "probe mIoU per backbone."))
-    blocks.append(("h2", "Per-class IoU (%)"))
+    blocks.append(("h2", f"{sem}Per-class IoU (%)"))
     classes = class_order(s)
     for b in budgets:
         present = [c for c in classes if any(c in s["per_class"][lab][b] for lab in s["labels"])]
@@ -244,6 +349,13 @@ def build_blocks(s: dict[str, Any], figures: dict[str, str]) -> list[Block]:
         "Confidence intervals: Student t over fine-tuning seeds (n − 1 degrees of freedom); with one seed there is "
         "no interval.",
     ]
+    if extra:
+        proto.insert(3, f"Other tasks ({', '.join(extra)}): finetune_task with the "
+                        f"{', '.join(TASKS[t].preset for t in extra)} preset(s), the same backbone signature, "
+                        "pre-trained backbones, split files (checked above over every task's runs), seeds, steps and "
+                        "engine trainer as semantic segmentation; only the heads and losses differ. How the label "
+                        "budgets apply is stated in each task's section.")
+    blocks.append(("ul", proto))
     blocks.append(("ul", proto))
     if s["skipped"] or s["failed"]:
         blocks.append(("h2", "Skipped and failed runs"))
@@ -266,6 +378,8 @@ def to_markdown(blocks: list[Block]) -> str:
             out.append(f"# {b[1]}")
         elif b[0] == "h2":
             out.append(f"## {b[1]}")
+        elif b[0] == "h3":
+            out.append(f"### {b[1]}")
         elif b[0] == "p":
             out.append(b[1])
         elif b[0] == "ul":
@@ -287,7 +401,7 @@ def to_html(blocks: list[Block], folder: Path) -> str:
     """A self-contained page: images inlined as ``data:image/png;base64``."""
     body = []
     for b in blocks:
-        if b[0] in ("h1", "h2"):
+        if b[0] in ("h1", "h2", "h3"):
             body.append(f"<{b[0]}>{_inline(b[1])}</{b[0]}>")
         elif b[0] == "p":
             body.append(f"<p>{_inline(b[1])}</p>")
@@ -317,6 +431,11 @@ def write_report(out: str | Path, summary: dict[str, Any]) -> dict[str, Path]:
         has_data = {"gain": summary["gains"] or summary["control"], "probes": summary["probes"]}.get(name, True)
         if summary["labels"] and has_data:
             figures[name] = plot(summary, out / f"fig_{name}.png").name
+    for task in _extra_tasks(summary):
+        t = summary["tasks"][task]
+        for kind, plot in TASK_PLOTS.items():
+            if summary["labels"] and (kind != "gain" or t["gains"] or t["control"]):
+                figures[f"{task}_{kind}"] = plot(summary, out / f"fig_{task}_{kind}.png", task).name
     blocks = build_blocks(summary, figures)
     paths = {"results": out / "results.json", "md": out / "report.md", "html": out / "report.html"}
     paths["results"].write_text(json.dumps(_finite(summary), indent=1, default=str) + "\n")

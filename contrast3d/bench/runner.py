@@ -21,10 +21,22 @@ Protocol (what is run, in this order):
    backbone's preset, input features and voxel size from its export record; a method whose record
    differs from the fine-tuning preset (e.g. geometry-only input) gets its own matched scratch runs,
    labelled ``scratch[<what differs>]``, so every gain compares like with like.
+4. **Other downstream tasks** (``--tasks semseg,insseg,det``; semseg is always run): for each extra
+   task (:mod:`contrast3d.bench.tasks`) exactly the fine-tuning runs of step 3 — the same pre-trained
+   backbones, label splits, seeds, steps, matched scratch and ``scratch-long`` arms — with the task's
+   preset (``insseg_cpu_small`` / ``det_cpu_small``, the backbone signature and run flags layered on
+   top as for semseg) through :func:`~contrast3d.evaluation.finetune_tasks.finetune_task`, in
+   ``OUT/finetune-<task>/``. Headline metrics: AP50 (insseg), mAP@0.25 (det). **Label budgets**: every
+   budget applies to every task with the same saved split. Scene budgets keep the same fully labelled
+   scenes. Points budgets limit only the class labels of insseg/det (instance masks and box geometry
+   stay complete, as :mod:`contrast3d.evaluation.insseg_model` defines it), a weaker restriction than
+   for semseg; the report states this in each task's section (``tasks.<task>.budget_note`` in
+   ``results.json``).
 
 Pairing. One label split per (budget, seed) is made here (:func:`make_splits`, saved as
 ``OUT/splits/<budget>_s<seed>.json``, the scene list of ``1%`` budgets included) and copied into
-every run of that (budget, seed) as ``label_split.json``, which :func:`finetune_semseg` loads. The
+every run of that (budget, seed) — of every task — as ``label_split.json``, which :func:`finetune_semseg`
+and :func:`finetune_task` load. The
 rest of a fine-tuning run depends only on its seed and the data (checked in
 :mod:`contrast3d.evaluation.finetune` and :mod:`contrast3d.engine.data`): the loader's permutation
 is ``randperm`` seeded by ``seed + epoch`` over the same kept scenes, each sample's augmentation is
@@ -56,6 +68,7 @@ from typing import Any, Literal
 
 from contrast3d.bench.data import SMOKE, BenchData, build_builtin_data, open_data
 from contrast3d.bench.jobs import JOB_FILE, Job, JobRunner
+from contrast3d.bench.tasks import TASKS, parse_tasks
 from contrast3d.config import ConfigError, config_digest, merge, to_dict
 from contrast3d.errors import DataError
 from contrast3d.evaluation.splits import LabelBudget
@@ -65,8 +78,8 @@ SCALE_UP = {"data": {"grid_size": 0.05, "match_radius": 0.075, "max_points": 200
 #: ``--smoke`` sizes.
 SMOKE_PRETRAIN_STEPS = 6
 SMOKE_FINETUNE_STEPS = 6
-SMOKE_FINETUNE = {"data": {"grid_size": 0.1, "max_points": 3000}, "model": {"preset": "spunet-tiny"},
-                  "method": {"eval_fragments": 1}}
+SMOKE_FINETUNE = {"data": {"grid_size": 0.1, "max_points": 3000}, "model": {"preset": "spunet-tiny"}}
+# (plus the task's own ``BenchTask.smoke``, e.g. ``method.eval_fragments: 1``)
 #: Fields of an export record that the fine-tuning network must share with it.
 SIGNATURE = ("preset", "in_channels", "feat_keys", "grid_size")
 
@@ -78,6 +91,7 @@ class BenchConfig:
     Attributes:
         methods: ``scratch`` and names in :data:`contrast3d.methods.METHODS` (scratch is always run).
         labels: label budgets (``20pts``, ``1%``, ``20pts:kmeans`` ...).
+        tasks: downstream tasks (``semseg``, ``insseg``, ``det``; semseg is always run).
         seeds: fine-tuning (and probe) seeds; the pairing key.
         pretrain_seeds: one pre-training run per method and seed.
         data: ``builtin`` (built in ``OUT/data``) or a folder with the layout of :mod:`contrast3d.bench.data`.
@@ -95,6 +109,7 @@ class BenchConfig:
 
     methods: list[str] = field(default_factory=lambda: ["scratch", "pointcontrast"])
     labels: list[str] = field(default_factory=lambda: ["20pts", "200pts"])
+    tasks: list[str] = field(default_factory=lambda: ["semseg"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     pretrain_seeds: list[int] = field(default_factory=lambda: [0])
     data: str = "builtin"
@@ -146,11 +161,14 @@ def pretrain_config(name: str, spec: Any, data_root: str | Path, seed: int, step
 
 
 def finetune_config(data_root: str | Path, init: str, labels: str, seed: int, steps: int | None, smoke: bool,
-                    signature: dict[str, Any] | None = None):
-    """The resolved fine-tuning config: ``semseg_cpu_small`` + the backbone ``signature`` + run flags."""
+                    signature: dict[str, Any] | None = None, task: str = "semseg"):
+    """The resolved fine-tuning config of ``task``: its preset (``semseg_cpu_small``, ``insseg_cpu_small``,
+    ``det_cpu_small``) + the backbone ``signature`` + run flags."""
     from contrast3d.evaluation.finetune import load_finetune_config
+    from contrast3d.evaluation.finetune_tasks import load_task_config
 
-    flags: dict[str, Any] = copy.deepcopy(SMOKE_FINETUNE) if smoke else {}
+    spec = TASKS[task]
+    flags: dict[str, Any] = merge(copy.deepcopy(SMOKE_FINETUNE), copy.deepcopy(spec.smoke)) if smoke else {}
     if signature:
         flags = merge(flags, {"model": {"preset": signature["preset"], "in_channels": signature["in_channels"]},
                               "data": {"feat_keys": list(signature["feat_keys"]),
@@ -160,7 +178,10 @@ def finetune_config(data_root: str | Path, init: str, labels: str, seed: int, st
                           "method": {"init": init, "labels": labels, "eval_every": 0}})
     if steps or smoke:
         flags["steps"] = int(steps or SMOKE_FINETUNE_STEPS)
-    cfg = load_finetune_config(files=["semseg_cpu_small"], flags=flags)
+    if task == "semseg":
+        cfg = load_finetune_config(files=[spec.preset], flags=flags)
+    else:
+        cfg = load_task_config(task, files=[spec.preset], flags=flags)
     cfg.checkpoint_every = max(1, cfg.steps // 4)
     cfg.log_every = max(1, min(cfg.log_every, cfg.steps // 10))
     return cfg
@@ -220,7 +241,7 @@ def make_splits(data: BenchData, budgets: list[str], seeds: list[int], out: Path
             if path.is_file() and meta.is_file() and json.loads(meta.read_text()).get("data") == data.digest:
                 paths[(budget, seed)] = path
                 continue
-            if parsed.kind == "points" and not clouds:
+            if parsed.needs_labels and not clouds:
                 clouds = {d.name: read_pointcept_scene(d) for d in dirs}
             names = [d.name for d in dirs]
             segs = {n: c.segment for n, c in clouds.items()} if clouds else None
@@ -254,6 +275,15 @@ def _open_data(cfg: BenchConfig, out: Path) -> BenchData:
 
         return build_builtin_data(out / "data", SMOKE if cfg.smoke else BUILTIN, workers=cfg.jobs, quiet=cfg.quiet)
     return open_data(cfg.data)
+
+
+def _check_instances(data: BenchData, tasks: list[str]) -> None:
+    """insseg / det need ``instance.npy`` in every scene of ``scenes/train`` and ``scenes/val``: one clear error."""
+    for split in ("train", "val"):
+        for d in sorted(p for p in (data.scenes / split).iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if (d / "coord.npy").is_file() and not (d / "instance.npy").is_file():
+                raise DataError(d, f"no instance.npy: --tasks {','.join(t for t in tasks if t != 'semseg')} "
+                                   "need instance labels in every scene of DATA/scenes/train and DATA/scenes/val")
 
 
 def _pretrain_chain(name: str, spec: Any, data: BenchData, seed: int, cfg: BenchConfig, out: Path) -> list[Job]:
@@ -316,6 +346,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     methods = _check_methods(cfg.methods)
     try:
+        tasks = parse_tasks(cfg.tasks)
+    except ValueError as err:
+        raise ConfigError("--tasks", str(err)) from None
+    try:
         budgets = list(dict.fromkeys(str(LabelBudget.parse(b, cfg.label_selection)) for b in cfg.labels))
     except ValueError as err:
         raise ConfigError("--labels", str(err)) from None
@@ -324,6 +358,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     if not cfg.pretrain_seeds:
         raise ConfigError("--pretrain-seeds", "give at least one pre-training seed")
     data = _open_data(cfg, out)
+    if len(tasks) > 1:
+        _check_instances(data, tasks)
     threads = cfg.threads or max(1, (os.cpu_count() or 2) // max(1, cfg.jobs))
     if "OMP_NUM_THREADS" in os.environ:
         threads = min(threads, max(1, int(os.environ["OMP_NUM_THREADS"] or 1)))
@@ -355,12 +391,16 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     jobs: list[Job] = []
     split_sha = {k: _sha(v) for k, v in splits.items()}
 
-    def finetune_job(init: str, init_id: str, sig: dict[str, Any], budget: str, seed: int, n_steps: int,
-                     folder: Path, key: tuple) -> Job:
-        fcfg = finetune_config(data.scenes, init, budget, seed, n_steps, cfg.smoke, sig)
+    def finetune_job(task: str, init: str, init_id: str, sig: dict[str, Any], budget: str, seed: int,
+                     n_steps: int, label: str, pseed: int | None) -> Job:
+        """One fine-tuning run; its digest: the resolved config (``method_name`` is the task) + split checksum."""
+        fcfg = finetune_config(data.scenes, init, budget, seed, n_steps, cfg.smoke, sig, task)
         digest = _digest(fcfg, data_root=data.digest, **{"method.init": init_id}) + split_sha[(budget, seed)]
+        top = out / ("finetune" if task == "semseg" else f"finetune-{task}") / _safe(label)
+        folder = (top if pseed is None else top / f"p{pseed}") / f"{_safe(budget)}_s{seed}"
+        key = ("finetune" if task == "semseg" else f"finetune-{task}", label, pseed, budget, seed)
         return Job("finetune", key, folder, hashlib.sha256(digest.encode()).hexdigest()[:16],
-                   {"cfg": fcfg, "split": str(splits[(budget, seed)])})
+                   {"cfg": fcfg, "split": str(splits[(budget, seed)]), "task": task})
 
     def probe_job(key: tuple, folder: Path, digest_parts: list[Any], payload: dict[str, Any]) -> Job:
         payload = {"scenes": str(data.scenes), "num_classes": cfg.num_classes, "max_scenes": cfg.probe_scenes,
@@ -370,14 +410,12 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
 
     for label, sig in sigs.items():
         long_label = scratch_label(sig, base, long=True)
-        for budget in budgets:
-            for s in cfg.seeds:
-                fdir = out / "finetune" / _safe(label) / f"{_safe(budget)}_s{s}"
-                jobs.append(finetune_job("scratch", "scratch", sig, budget, s, steps, fdir,
-                                         ("finetune", label, None, budget, s)))
-                ldir = out / "finetune" / _safe(long_label) / f"{_safe(budget)}_s{s}"
-                jobs.append(finetune_job("scratch", "scratch", sig, budget, s, long_steps, ldir,
-                                         ("finetune", long_label, None, budget, s)))
+        for task in tasks:
+            for budget in budgets:
+                for s in cfg.seeds:
+                    jobs.append(finetune_job(task, "scratch", "scratch", sig, budget, s, steps, label, None))
+                    jobs.append(finetune_job(task, "scratch", "scratch", sig, budget, s, long_steps, long_label,
+                                             None))
         for p in cfg.pretrain_seeds:
             for s in cfg.seeds:
                 jobs.append(probe_job(("probe", label, p, s), out / "probe" / _safe(label) / f"p{p}_s{s}",
@@ -391,10 +429,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         for s in cfg.seeds:
             jobs.append(probe_job(("probe", m, p, s), out / "probe" / m / f"p{p}_s{s}", [pdig, s],
                                   {"init": backbone, "seed": s}))
-            for budget in budgets:
-                jobs.append(finetune_job(backbone, f"pretrain:{pdig}", sigs[baseline_of[m]], budget, s, steps,
-                                         out / "finetune" / m / f"p{p}" / f"{_safe(budget)}_s{s}",
-                                         ("finetune", m, p, budget, s)))
+            for task in tasks:
+                for budget in budgets:
+                    jobs.append(finetune_job(task, backbone, f"pretrain:{pdig}", sigs[baseline_of[m]], budget, s,
+                                             steps, m, p))
     done = runner.run(jobs, "probe + fine-tune")
     t_end = time.perf_counter()
 
@@ -408,12 +446,14 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         _, m, p, *rest = job.key
         rec = {"kind": job.kind, "method": m, "pretrain_seed": p, **got}
         if job.kind == "finetune":
-            rec.update(budget=rest[0], seed=rest[1], split_sha=split_sha[(rest[0], rest[1])])
+            rec.update(task=job.payload["task"], budget=rest[0], seed=rest[1],
+                       split_sha=split_sha[(rest[0], rest[1])])
         else:
             rec.update(seed=rest[0])
         rec["baseline"] = baseline_of.get(m, m.replace("scratch-long", "scratch"))
         records.append(rec)
-    meta = {"config": {**dataclasses.asdict(cfg), "methods": methods, "labels": budgets, "threads": threads},
+    meta = {"config": {**dataclasses.asdict(cfg), "methods": methods, "labels": budgets, "tasks": tasks,
+                       "threads": threads},
             "data": {"root": str(data.root), "digest": data.digest, "builtin": data.builtin, **data.info},
             "finetune_steps": steps, "long_steps": long_steps, "signatures": sigs, "baseline_of": baseline_of,
             "skipped": skipped, "failed": runner.failed, "reused_runs": runner.reused,

@@ -14,10 +14,16 @@ fine-tuning steps as a control, and the cost (minutes, steps, peak RSS).
 
 Pre-training config: the method's shipped preset <method>_cpu_small when there is one, else its smoke settings
 scaled up to 5 cm voxels; fine-tuning: the semseg_cpu_small preset with the backbone's preset, input features and
-voxel size. --smoke: 2 + 1 tiny scenes, 6 steps per run, one seed unless --seeds is given."""
+voxel size. --smoke: 2 + 1 tiny scenes, 6 steps per run, one seed unless --seeds is given.
+
+--tasks semseg,insseg,det adds instance segmentation (AP50; insseg_cpu_small) and detection (mAP@0.25;
+det_cpu_small) fine-tuning of the same backbones with the same label splits, seeds and steps, each with its
+own report section, paired gains and figures. Every budget applies to every task; for insseg/det a points
+budget limits the class labels only (instance masks and box geometry stay complete), as the report states."""
 
 LAYOUT = """data layout (--data DIR; 'builtin' builds the simulated benchmark in OUT/data):
-  DIR/scenes/train/<scene>/  labelled Pointcept scenes (coord, color, normal, segment20, superpoint .npy)
+  DIR/scenes/train/<scene>/  labelled Pointcept scenes (coord, color, normal, segment20, superpoint .npy;
+                             instance.npy too for --tasks insseg/det; the built-in data has it)
   DIR/scenes/val/<scene>/    validation scenes: fine-tuning and probe scores; never pre-trained on
   DIR/pairs/<scene>/         'contrast3d prepare rgbd' output of the training scenes (data_kind: pairs)
   DIR/frames/<scene>/        raw RGB-D frame folders of the training scenes (data_kind: frames)
@@ -50,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", type=_names, default=["20pts", "200pts"],
                    help="label budgets: 20pts, 200pts (points per scene), 1%%, 10%% (share of scenes), "
                         "20pts:kmeans ... (default 20pts,200pts)")
+    p.add_argument("--tasks", type=_names, default=["semseg"],
+                   help="downstream tasks, comma-separated: semseg, insseg, det (default semseg; semseg is "
+                        "always run; scenes need instance.npy for insseg/det)")
     p.add_argument("--seeds", type=_ints, help="fine-tuning seeds (default 0,1,2; with --smoke 0)")
     p.add_argument("--pretrain-seeds", type=_ints, default=[0], help="pre-training seeds (default 0)")
     p.add_argument("--data", default="builtin", help="benchmark data folder (layout below) or 'builtin'")
@@ -73,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     if args.smoke and args.data not in ("builtin", ""):
         print("note: --smoke uses the tiny built-in data; --data is ignored", file=sys.stderr)
     seeds = args.seeds if args.seeds is not None else ([0] if args.smoke else [0, 1, 2])
-    cfg = BenchConfig(methods=args.methods, labels=args.labels, seeds=seeds, pretrain_seeds=args.pretrain_seeds,
+    cfg = BenchConfig(methods=args.methods, labels=args.labels, tasks=args.tasks, seeds=seeds,
+                      pretrain_seeds=args.pretrain_seeds,
                       data="builtin" if args.smoke else args.data, out=args.out, smoke=args.smoke,
                       resume=args.resume, pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps,
                       jobs=args.jobs, threads=args.threads, label_selection=args.label_selection, quiet=args.quiet)

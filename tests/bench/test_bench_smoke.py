@@ -1,9 +1,10 @@
 """``contrast3d bench --smoke`` end to end (scratch vs PointContrast on tiny built-in data), its reuse of
-finished runs by config digest, and ``--resume`` of an unfinished run."""
+finished runs by config digest, ``--resume`` of an unfinished run, and ``--tasks semseg,insseg,det``."""
 from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,42 @@ def test_smoke_bench_reuses_finished_runs_and_resumes(bench, capsys):
     new = [x["mIoU"] for x in resumed["runs"] if x["kind"] == "finetune" and x["method"] == "pointcontrast"
            and x["budget"] == "20pts"]
     assert new == pytest.approx(old, abs=1e-9)
+
+
+@pytest.mark.slow
+def test_smoke_bench_tasks_insseg_det(bench, tmp_path):
+    """``--tasks semseg,insseg,det`` on a copy of the smoke bench: pre-training, probes and semseg runs are
+    reused (adding tasks changes no digest); insseg and det fine-tune the same backbone on the same split and
+    seed and get their own report sections, paired gains and figures."""
+    out = tmp_path / "tasks"
+    for sub in ("data", "splits", "pretrain", "probe", "finetune"):
+        shutil.copytree(bench / sub, out / sub)
+    scenes = sorted((out / "data" / "scenes").glob("*/*/coord.npy"))
+    assert len(scenes) == 3 and all((p.parent / "instance.npy").is_file() for p in scenes)
+    assert main(ARGS + ["--out", str(out), "--labels", "20pts", "--tasks", "insseg,det"]) == 0
+    r = _results(out)
+    assert r["config"]["tasks"] == ["semseg", "insseg", "det"] and not r["failed"]
+    assert r["reused_runs"] == 1 + 3 + 2  # pre-training, semseg 20pts (3 arms), probes: nothing re-run
+    for task, metric, title in (("insseg", "AP50", "Instance segmentation"),
+                                ("det", "mAP@0.25", "3D object detection")):
+        t = r["tasks"][task]
+        runs = [x for x in r["runs"] if x["kind"] == "finetune" and x.get("task") == task]
+        assert sorted((x["method"], x["steps"]) for x in runs) == [("pointcontrast", 6), ("scratch", 6),
+                                                                    ("scratch-long", 15)]
+        assert all(0.0 <= x[metric] <= 1.0 for x in runs)
+        assert [(g["method"], g["baseline"], g["budget"], g["n"]) for g in t["gains"]] == [
+            ("pointcontrast", "scratch", "20pts", 1)]
+        assert isinstance(t["gains"][0]["mean"], float) and t["values"]["scratch"]["20pts"]["n"] == 1
+        copies = sorted((out / f"finetune-{task}").glob("**/20pts_s0/label_split.json"))
+        saved = json.loads((out / "splits" / "20pts_s0.json").read_text())
+        assert len(copies) == 3 and all(json.loads(c.read_text()) == saved for c in copies)
+        md = (out / "report.md").read_text()
+        section = md[md.index(f"## {title} ({task}): {metric}"):]
+        assert f"Paired gain over scratch ({metric} points)" in section and "(n=1)" in section
+        assert "class labels only" in section  # how the 20pts budget applies to this task
+        for kind in ("metric", "gain"):
+            assert (out / f"fig_{task}_{kind}.png").stat().st_size > 2000
+    assert r["pairing"]["same_split_per_budget_and_seed"]
 
 
 def test_job_states(tmp_path):
