@@ -16,8 +16,10 @@ import warnings
 
 from contrast3d.commands import bench as bench_command
 from contrast3d.commands import convert as convert_command
+from contrast3d.commands import evaluate as evaluate_command
 from contrast3d.commands import finetune as finetune_command
 from contrast3d.commands import info as info_command
+from contrast3d.commands import predict as predict_command
 from contrast3d.commands import prepare as prepare_command
 from contrast3d.commands import pretrain as pretrain_command
 from contrast3d.commands import probe as probe_command
@@ -28,7 +30,8 @@ from contrast3d.errors import DataError
 
 #: The sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES = [quickstart_command, info_command, convert_command, simulate_command, prepare_command,
-                   pretrain_command, finetune_command, probe_command, bench_command, viz_command]
+                   pretrain_command, finetune_command, evaluate_command, predict_command, probe_command,
+                   bench_command, viz_command]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -62,10 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="contrast3d",
         description="Self-supervised pre-training of sparse-conv 3D backbones on unlabelled scans, "
                     "fine-tuning and evaluation.")
+    from contrast3d import __version__
+    from contrast3d.commands._args import tidy_help
+
+    parser.add_argument("--version", action="version", version=f"contrast3d {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(sub)
-    return parser
+    return tidy_help(parser)  # every sub-command gets a description; no Sphinx markup in --help
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +94,14 @@ def main(argv: list[str] | None = None) -> int:
         if err.filename is None:
             raise
         print(f"error: {err.filename}: {_one_line(err.strerror or err)}", file=sys.stderr)
+        return 2
+    except ImportError as err:  # an optional extra (matplotlib, scikit-learn, tensorboard) is not installed
+        from contrast3d.extras import missing_extra
+
+        missing = missing_extra(err)
+        if missing is None:
+            raise
+        print(f"error: {_one_line(missing)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -73,6 +73,15 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _capped_warmup(preset: str, kind: str, steps: int) -> str:
+    """``schedule.warmup_steps=W``: the shipped ``preset``'s warm-up, capped at a tenth of the run's ``steps``
+    (a warm-up as long as the short demo runs would keep the learning rate below its base value, and warn)."""
+    from contrast3d.config import load_yaml, preset_file
+
+    schedule = load_yaml(preset_file(preset, kind)).get("schedule") or {}
+    return f"schedule.warmup_steps={min(int(schedule.get('warmup_steps', 0)), steps // 10)}"
+
+
 def _pretrain(pairs: Path, out: Path, cfg: QuickstartConfig) -> Path:
     from contrast3d.engine.run import train
     from contrast3d.methods import METHODS, method_config
@@ -83,7 +92,8 @@ def _pretrain(pairs: Path, out: Path, cfg: QuickstartConfig) -> Path:
         flags={"data_root": str(pairs), "steps": cfg.pretrain_steps, "device": "cpu", "progress": True,
                "seed": cfg.seed},
         overrides=[f"loader.num_workers={cfg.workers}", f"checkpoint_every={max(cfg.pretrain_steps, 1)}",
-                   f"log_every={max(1, min(10, cfg.pretrain_steps // 5))}"])
+                   f"log_every={max(1, min(10, cfg.pretrain_steps // 5))}",
+                   _capped_warmup("pointcontrast_cpu_small", "pretrain", cfg.pretrain_steps)])
     result = train(train_cfg, spec, out)
     if result.backbone_path is None:  # train() exports the backbone when it reaches cfg.steps
         raise RuntimeError(f"pre-training in {out} finished without exporting a backbone")
@@ -94,7 +104,8 @@ def _finetune(scenes: Path, init: str, out: Path, cfg: QuickstartConfig) -> dict
     from contrast3d.evaluation.finetune import finetune_semseg
 
     return finetune_semseg(scenes, init, out, cfg.labels, config_files=["semseg_cpu_small"],
-                           overrides=[f"loader.num_workers={cfg.workers}", "method.eval_every=0"],
+                           overrides=[f"loader.num_workers={cfg.workers}", "method.eval_every=0",
+                                      _capped_warmup("semseg_cpu_small", "finetune", cfg.finetune_steps)],
                            steps=cfg.finetune_steps, seed=cfg.seed, device="cpu", progress=True)
 
 

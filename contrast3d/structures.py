@@ -361,8 +361,10 @@ def batch_to_offset(batch: torch.Tensor, batch_size: int | None = None) -> torch
 def build_feat(cloud: PointCloud, feat_keys: Sequence[str]) -> np.ndarray:
     """Concatenate the per-point arrays named in ``feat_keys`` into an ``(N, C)`` float32 array.
 
-    ``"ones"`` is a constant 1 per point (geometry-only input). Raises :class:`DataError` if a key
-    is missing.
+    ``"ones"`` is a constant 1 per point (geometry-only input). A missing key raises
+    :class:`DataError` naming the scene and the two ways out: add the field (normals:
+    ``contrast3d prepare scenes``) or drop it from the input (``--set data.feat_keys=[...]`` with the
+    matching ``model.in_channels``).
     """
     parts = []
     for key in feat_keys:
@@ -371,8 +373,19 @@ def build_feat(cloud: PointCloud, feat_keys: Sequence[str]) -> np.ndarray:
             continue
         value = cloud.get(key)
         if value is None:
-            raise DataError(cloud.meta.get("path") or cloud.name or "<point cloud>",
-                            f"feature '{key}' requested but the cloud has no such field")
+            source = cloud.meta.get("path") or cloud.name or "<point cloud>"
+            rest = [k for k in feat_keys if k != key] or ["ones"]
+            width = sum(1 if k == "ones" else (3 if cloud.get(k) is None else
+                                               int(np.asarray(cloud.get(k)).reshape(len(cloud), -1).shape[1]))
+                        for k in rest)
+            drop = f"--set data.feat_keys=[{', '.join(rest)}] --set model.in_channels={width}"
+            listed = f"data.feat_keys=[{', '.join(feat_keys)}]"
+            if key == "normal":
+                raise DataError(source, f"scene has no normals (normal.npy) but {listed} asks for them: add "
+                                        f"normals with 'contrast3d prepare scenes --input SCENES --out DIR' and use "
+                                        f"DIR, or leave them out with {drop}")
+            raise DataError(source, f"scene has no '{key}' ({key}.npy) but {listed} asks for it: leave it out "
+                                    f"with {drop}")
         value = np.asarray(value, dtype=np.float32)
         parts.append(value.reshape(len(cloud), -1))
     if not parts:

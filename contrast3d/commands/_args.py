@@ -10,13 +10,18 @@ naming the path.
 Decisions: NaN and infinities are never valid numbers for a flag; ``0`` is allowed only where it
 means "off" (documented in the flag's help); an output folder may exist (runs resume, prepare skips
 finished scenes) but must be a folder; an output file's folder must exist (nothing is created
-silently in a mistyped place), and the output file must not be a folder.
+silently in a mistyped place), the output file must not be a folder, and a file written in one
+format (a PNG) must carry its extension (``--out plot.jpg`` would otherwise be a PNG named .jpg).
+
+Help texts: :func:`tidy_help` gives every sub-command a description and strips the Sphinx markup
+(````x````, ``:class:`...```) that module docstrings used as descriptions carry.
 """
 from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from contrast3d.errors import DataError
@@ -101,8 +106,13 @@ def train_device(text: str) -> str:
 
 
 def colormap(text: str) -> str:
-    """An argparse ``type``: the name of a matplotlib colour map."""
-    from matplotlib import colormaps
+    """An argparse ``type``: the name of a matplotlib colour map (matplotlib: the ``[viz]`` extra)."""
+    from contrast3d.extras import MissingExtra, require
+
+    try:
+        colormaps = require("matplotlib").colormaps
+    except MissingExtra as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
     if text not in colormaps:
         import difflib
@@ -126,9 +136,19 @@ def output_dir(path: str | Path, flag: str = "--out") -> Path:
     return p
 
 
-def output_file(path: str | Path, flag: str = "--out") -> Path:
-    """``path`` as an output file: its folder must exist and it must not be a folder."""
+def output_file(path: str | Path, flag: str = "--out", suffix: str | Sequence[str] | None = None) -> Path:
+    """``path`` as an output file: its folder must exist and it must not be a folder.
+
+    ``suffix`` (e.g. ``".png"``, or several): the extension(s) the file must end in, any case (the
+    file is written in that format whatever its name says).
+    """
     p = Path(path)
+    if suffix is not None:
+        allowed = (suffix,) if isinstance(suffix, str) else tuple(suffix)
+        if p.suffix.lower() not in allowed:
+            want = " or ".join(allowed)
+            raise DataError(p, f"{flag} must end in {want} (the file is written as {allowed[0][1:].upper()}), "
+                               f"got '{p.suffix or p.name}'")
     if p.is_dir():
         raise DataError(p, f"{flag} is a folder, expected a file name")
     parent = p.parent if str(p.parent) else Path(".")
@@ -140,13 +160,23 @@ def output_file(path: str | Path, flag: str = "--out") -> Path:
 
 def label_budget(text: str) -> str:
     """An argparse ``type`` for ``--labels``: checked with :meth:`~contrast3d.evaluation.splits.LabelBudget.parse`,
-    returned as given (the run records the user's spelling)."""
+    returned as given (the run records the user's spelling). A split file must exist (its content is
+    checked by the run); a CSC / Pointcept budget name (``points20``, ``tr1``) that is also a file
+    here is refused as ambiguous (write ``./points20`` for the file)."""
+    import re
+
     from contrast3d.evaluation.splits import LabelBudget
 
     try:
-        LabelBudget.parse(text)
+        budget = LabelBudget.parse(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+    if budget.kind == "file" and not Path(budget.path).is_file():
+        what = "is not a file" if Path(budget.path).exists() else "does not exist"
+        raise argparse.ArgumentTypeError(f"{budget.path}: the label split file {what}")
+    if budget.kind != "file" and re.fullmatch(r"(points|tr)\d+", text.strip().lower()) and Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} is a label budget name and also a file here: write "
+                                         f"./{text.strip()} to read the file, or rename it")
     return text
 
 
@@ -158,3 +188,50 @@ def run_device(text: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
+
+
+_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`~?([^`<]*?)(?:\s*<[^>]*>)?`")
+
+
+def plain_text(text: str) -> str:
+    """``text`` without Sphinx markup, for ``--help``: ````x```` -> ``x``; ``:func:`a.b``` -> ``a.b``;
+    ``:class:`~a.B``` -> ``B``; ``:mod:`title <a.b>``` -> ``title``."""
+    def role(m: re.Match) -> str:
+        target = m.group(1).strip()
+        return target.rsplit(".", 1)[-1] if m.group(0).split("`", 1)[1].startswith("~") else target
+
+    return _ROLE.sub(role, text).replace("``", "")
+
+
+def _as_sentence(help_text: str) -> str:
+    """A one-line ``help`` as a description: capitalised (unless its first word is a name such as
+    ``t-SNE`` or ``image2point``), ending in a full stop."""
+    text = help_text.replace("%%", "%").strip()
+    if not text:
+        return ""
+    first = text.split()[0]
+    if first.isalpha() and first.islower():
+        text = text[0].upper() + text[1:]
+    return text.rstrip(".") + "."
+
+
+def tidy_help(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Walk ``parser`` and its sub-parsers (every depth): a sub-parser without a description gets
+    its one-line help as one; descriptions, epilogs and help strings lose Sphinx markup
+    (:func:`plain_text`). Returns ``parser``."""
+    for attr in ("description", "epilog"):
+        if getattr(parser, attr):
+            setattr(parser, attr, plain_text(getattr(parser, attr)))
+    for action in parser._actions:
+        if isinstance(action.help, str) and action.help is not argparse.SUPPRESS:
+            action.help = plain_text(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
+            for name, sub in action.choices.items():
+                if not sub.description and helps.get(name):
+                    sub.description = _as_sentence(helps[name])
+                tidy_help(sub)
+            for choice in action._choices_actions:
+                if isinstance(choice.help, str):
+                    choice.help = plain_text(choice.help)
+    return parser

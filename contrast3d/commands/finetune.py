@@ -3,9 +3,15 @@
 Trains a SpUNet with a classification layer on ``DIR``'s training scenes (``DIR/train`` +
 ``DIR/val`` when both exist, else the sorted scene list with the last 20 % for validation),
 optionally from a pre-trained ``backbone.safetensors``, under a label budget (``--labels 1%``,
-``--labels 20pts``), then evaluates every point of the validation scenes and writes
-``RUN/results.json`` and ``RUN/results.txt`` (printed at the end). See
+``--labels 20pts``) or a published split file (``--labels scannetv2_train_1.txt``, ``--labels
+data/scannet/tasks/points/points20``), then evaluates every point of the validation scenes and
+writes ``RUN/results.json`` and ``RUN/results.txt`` (printed at the end). See
 :mod:`contrast3d.evaluation.finetune` for the run folder and config layers.
+
+Validation scenes that are also training scenes (a single scene, or one copied into both
+``train/`` and ``val/``) are refused; ``--allow-overlap`` runs anyway as an overfitting check,
+with a ``WARNING`` printed and written into ``results.json`` (``leak``, ``warning``) and
+``results.txt``.
 
 ``contrast3d finetune insseg`` (PointGroup-style heads, ScanNet AP / AP50 / AP25) and ``contrast3d
 finetune det`` (VoteNet-style head, mAP@0.25 / mAP@0.5) take the same flags and write the same run
@@ -54,8 +60,14 @@ def _add_flags(s: argparse.ArgumentParser, small: str) -> None:
                    help="load only the matching tensors of weights that partly fit (default: refuse a partial load)")
     s.add_argument("--out", required=True, help="run folder")
     s.add_argument("--labels", type=label_budget,
-                   help="label budget: all (default), 1%%, 5%% (share of training scenes), "
-                        "20pts, 200 (labelled points per scene)")
+                   help="label budget: all (default); 1%%, 5%% or tr1, tr5 (share of training scenes, seeded); "
+                        "20pts, 200 or points20 (labelled points per scene, seeded); or a published split file: "
+                        "a .txt of scene names (limited reconstructions) or a .pth/.pkl/.npz/.json mapping scene "
+                        "names to labelled point indices (limited annotations; a file without suffix: give a "
+                        "path, e.g. ./points20)")
+    s.add_argument("--allow-overlap", action="store_true",
+                   help="run even when validation scenes are also training scenes (e.g. one scene: an overfitting "
+                        "check); the results are marked as leaked (= --set data.allow_overlap=true)")
     s.add_argument("--config", action="append", default=[], metavar="FILE",
                    help=f"YAML config over the presets, or a shipped preset name such as {small} (repeatable)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
@@ -75,6 +87,8 @@ def _check_new_run(args: argparse.Namespace) -> Path:
     out = output_dir(args.out)
     if args.strict:
         args.overrides = [*args.overrides, "data.strict=true"]
+    if args.allow_overlap:
+        args.overrides = [*args.overrides, "data.allow_overlap=true"]
     resumed = args.resume and (out / "config.yaml").is_file()
     if not resumed and not args.data:
         raise DataError(out, "--data is required for a new run")
@@ -100,8 +114,16 @@ def run_semseg(args: argparse.Namespace) -> int:
     print(f"mIoU {100 * (results['mIoU'] or 0):.2f}  mAcc {100 * (results['mAcc'] or 0):.2f}  "
           f"allAcc {100 * (results['allAcc'] or 0):.2f}  ({results['label_budget']} labels, init "
           f"{results['init']}, {results['steps']} steps, {results['minutes']:.1f} min); "
-          f"results: {out / 'results.json'}")
+          f"results: {out / 'results.json'}{_leak_tag(results)}")
     return 0
+
+
+def _leak_tag(results: dict) -> str:
+    """A tag for the headline (and the warning again, on stderr) when the results are leaked."""
+    if not results.get("warning"):
+        return ""
+    print(f"WARNING: {results['warning']}", file=sys.stderr)
+    return "  [LEAKED: validation scenes are training scenes, see results.json 'leak']"
 
 
 def run_task(args: argparse.Namespace) -> int:
@@ -122,5 +144,5 @@ def run_task(args: argparse.Namespace) -> int:
     keys = ("AP", "AP50", "AP25") if args.task == "insseg" else ("mAP@0.25", "mAP@0.5")
     head = "  ".join(f"{k} {100 * (results.get(k) or 0):.2f}" for k in keys)
     print(f"{head}  ({results['label_budget']} labels, init {results['init']}, {results['steps']} steps, "
-          f"{results['minutes']:.1f} min); results: {out / 'results.json'}")
+          f"{results['minutes']:.1f} min); results: {out / 'results.json'}{_leak_tag(results)}")
     return 0

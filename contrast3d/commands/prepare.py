@@ -13,6 +13,8 @@ it, and a frame stored at the training voxel then loses surface voxels. Measured
 2.5 cm voxels of the full-resolution frame that are missing at scale 0.8 / 1.0 / 1.2:
 2.5 cm storage 27 / 37 / 48 %, 1.25 cm 9 / 12 / 15 %, 6.25 mm (the default) 2.3 / 3.0 / 3.8 %,
 5 mm 1.2 / 1.5 / 1.9 %; points stored per frame 14k / 48k / 129k / 168k of 274k pixels.
+Depth PNGs hold ``--depth-scale`` units per metre (default 1000, millimetres: ScanNet, 7-Scenes,
+Redwood; TUM-style sequences such as the TUM-format ICL-NUIM copies use 5000).
 
 ``prepare scenes --input PATH [PATH ...] --out DIR``: meshes (PLY / OFF / OBJ) and point clouds
 become Pointcept scene folders with normals and ``superpoint.npy`` (labels carried through).
@@ -27,7 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from contrast3d.commands._args import float_range, fraction, output_dir, positive_float, positive_int
+from contrast3d.commands._args import float_range, fraction, output_dir, plain_text, positive_float, positive_int
 from contrast3d.errors import DataError
 
 
@@ -43,10 +45,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="prepare RGB-D sequences or meshes / point clouds for pre-training",
-                       description=__doc__.split("\n\n", 1)[1].strip(),
+                       description=plain_text(__doc__.split("\n\n", 1)[1].strip()),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = p.add_subparsers(dest="prepare_kind", metavar="KIND", required=True)
-    r = kinds.add_parser("rgbd", help="RGB-D sequences -> frame clouds + overlapping pairs")
+    rgbd_doc, scenes_doc, both_doc = (plain_text(part.strip()) for part in __doc__.split("\n\n")[1:4])
+    r = kinds.add_parser("rgbd", help="RGB-D sequences -> frame clouds + overlapping pairs",
+                         description=f"{rgbd_doc}\n\n{both_doc}", formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--frames", required=True, help="folder of RGB-D sequences (or one sequence)")
     r.add_argument("--frame-skip", type=positive_int, default=25, help="use every n-th frame (default 25)")
     r.add_argument("--voxel-size", type=positive_float, default=0.025,
@@ -55,11 +59,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="spacing the frames are stored at, metres (default: --voxel-size / 4; 0 = every pixel)")
     r.add_argument("--depth-trunc", type=float_range(0.0), default=4.0,
                    help="ignore depth beyond this, metres (default 4; 0 = keep all depth)")
+    r.add_argument("--depth-scale", type=positive_float, default=1000.0,
+                   help="depth PNG units per metre (default 1000 = millimetres: ScanNet, 7-Scenes, Redwood; "
+                        "5000 for TUM-style ICL-NUIM)")
     r.add_argument("--min-overlap", type=fraction, default=0.3,
                    help="keep pairs with this overlap, a fraction in [0, 1] (default 0.3)")
     _common(r)
     r.set_defaults(func=run)
-    s = kinds.add_parser("scenes", help="meshes / point clouds -> Pointcept scene folders")
+    s = kinds.add_parser("scenes", help="meshes / point clouds -> Pointcept scene folders",
+                         description=f"{scenes_doc}\n\n{both_doc}",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--input", required=True, nargs="+", help="files, scene folders or folders of them")
     _common(s)
     s.set_defaults(func=run)
@@ -76,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             raise DataError("--store-voxel", f"must be between 0 and --voxel-size {args.voxel_size}, got {store}")
         inputs, ignored = find_sequences(args.frames, exclude=args.out)
         options = {"frame_skip": args.frame_skip, "voxel_size": args.voxel_size, "store_voxel": store,
-                   "depth_trunc": args.depth_trunc if args.depth_trunc > 0 else None,
+                   "depth_trunc": args.depth_trunc if args.depth_trunc > 0 else None, "depth_scale": args.depth_scale,
                    "min_overlap": args.min_overlap, "segments": not args.no_segments}
     else:
         inputs, ignored = find_scene_inputs(args.input, exclude=args.out)

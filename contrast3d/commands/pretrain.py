@@ -21,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="self-supervised pre-training of a backbone with one method",
                        description="Pre-train a backbone with METHOD; writes config.yaml, metrics.jsonl, tb/, "
                                    "checkpoints/, backbone.safetensors + backbone.json (and backbone.pth for "
-                                   "Pointcept) into --out.")
+                                   "Pointcept), run_info.json and train.log into --out. Without --config the "
+                                   "method's paper-scale preset is used (SpUNet-34, tens of thousands of steps: "
+                                   "meant for GPUs); on a CPU add --config METHOD_cpu_small (--list shows them).")
     p.add_argument("method", metavar="METHOD", nargs="?", help="pre-training method (see --list)")
     p.add_argument("--list", action="store_true", help="list the methods and shipped presets, then exit")
     p.add_argument("--data", help="dataset folder")
@@ -37,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true",
                    help="stop at the first unreadable scene or sample (= --set data.strict=true; default: skip "
                         "and list them in RUN/skipped_samples.json)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no console progress (bar on a terminal, plain lines otherwise); RUN/train.log keeps them")
     p.add_argument("--probe-data", metavar="DIR",
                    help="labelled Pointcept scenes: log linear/kNN probe mIoU and collapse statistics")
     p.add_argument("--probe-every", type=positive_int, default=500, metavar="K",
@@ -58,12 +61,10 @@ def method_spec(name: str):
 
 
 def list_methods() -> str:
-    from contrast3d.config import preset_names
-    from contrast3d.methods import METHODS
+    """The methods and the shipped pre-training presets (with their headline settings)."""
+    from contrast3d.commands.info import catalog_lines
 
-    lines = ["methods:"] + [f"  {name:16s} {spec.description}" for name, spec in METHODS.items()]
-    lines += ["presets (--config NAME):"] + [f"  {name}" for name in preset_names("pretrain")]
-    return "\n".join(lines)
+    return "\n".join(catalog_lines(("pretrain",)))
 
 
 def resolve_config(method: str, out: Path, args: argparse.Namespace, *, resume: bool = False):
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if args.probe_data:
         from contrast3d.evaluation.probe_data import pretrain_probe_hook
 
-        callbacks.append(pretrain_probe_hook(args.probe_data, args.probe_every))
+        callbacks.append(pretrain_probe_hook(args.probe_data, args.probe_every, progress=cfg.progress))
     try:
         result = train(cfg, spec, out, resume=args.resume, callbacks=callbacks)
     except NonFiniteLossError as err:

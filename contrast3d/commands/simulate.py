@@ -1,16 +1,27 @@
 """``contrast3d simulate``: synthetic ScanNet-like scenes (labelled meshes, RGB-D frames,
-Pointcept point clouds) in the ScanNet export layout."""
+Pointcept point clouds) in the ScanNet export layout.
+
+Scene ``i`` (seed ``--seed + i``) is a furnished floor plan (one or more rooms) labelled with the ScanNet-20
+classes (-1: ceiling and other unlabelled surfaces). ``OUT/<scene>/`` holds the RGB-D frames in the
+ScanNet export layout (``color/*.jpg``, ``depth/*.png`` in millimetres, ``pose/*.txt``,
+``intrinsic/``), the labelled mesh ``<scene>_mesh.ply`` and ``meta.json``; ``OUT/pointcept/<scene>/``
+holds points sampled on the mesh surface (``coord``, ``color``, ``normal``, ``segment``,
+``instance`` ``.npy``). The frames go to ``contrast3d prepare rgbd``, the Pointcept folders to
+``contrast3d finetune`` / ``probe`` / ``prepare scenes``. The same seed gives the same scene.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 import time
 
-from contrast3d.commands._args import int_range, nonnegative_int, output_dir, positive_float, positive_int
+from contrast3d.commands._args import int_range, nonnegative_int, output_dir, plain_text, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("simulate", help="generate synthetic indoor scenes with RGB-D frames in the ScanNet layout")
+    p = sub.add_parser("simulate", help="generate synthetic indoor scenes with RGB-D frames in the ScanNet layout",
+                       description=plain_text(__doc__.split("\n\n", 1)[1].strip()),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenes", type=positive_int, default=4, help="number of scenes (default 4)")
     p.add_argument("--out", required=True, help="output folder (one sub-folder per scene, plus pointcept/)")
     p.add_argument("--workers", type=positive_int, default=1, help="parallel processes (default 1)")

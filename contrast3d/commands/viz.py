@@ -1,15 +1,19 @@
 """``contrast3d viz``: headless PNG checks of a pre-trained backbone and of a run.
 
-* ``viz similarity --init W --scene S [--scene2 S2] [--query INDEX|auto] --out PNG``: cosine
-  similarity of every point's feature to a query point (with ``--scene2``: view 2 coloured by
-  similarity to the query of view 1, same camera when both are in world coordinates).
-* ``viz tsne --init W --scene S [S ...] --out PNG``: t-SNE of point features coloured by class.
+* ``viz similarity --init W --scene S [--scene2 S2] [--query INDEX|auto] [--range fixed|unit|auto]
+  [--context auto|rgb|labels|none] --out PNG``: cosine similarity of every point's feature to a query
+  point, beside the scene's RGB or labels (with ``--scene2``: view 2 coloured by similarity to the
+  query of view 1, same camera when both are in world coordinates). ``--range fixed`` (default) keeps
+  the colours on [-1, 1], so a collapsed network (every point ~1) is visible and checkpoints compare.
+* ``viz tsne --init W --scene S [S ...] [--class-names auto|scannet20|...] --out PNG``: t-SNE of point
+  features coloured by class, the legend naming the classes.
 * ``viz grouping --init RUN/checkpoints/last.pt --scene S --out PNG``: GroupContrast prototype groups.
 * ``viz sequence --scene DIR [--objects DIR] [--seed N] --out PNG``: one 4DContrast scene-object
   sequence, its frames side by side (object highlighted, removed chunks outlined).
 * ``viz pixel-point --image-net F --backbone F --frame DIR [--index N] --out PNG``: image2point's
   Fig. 2, one frame's pixel features next to its point features (PCA colours).
-* ``viz curves RUN_DIR|metrics.jsonl --out PNG [--keys k1 k2]``: loss / metric curves.
+* ``viz curves RUN [RUN ...] --out PNG [--label L ...] [--keys k1 k2]``: loss / metric curves of one or
+  several runs overlaid (validation points as markers, the final ``results.json`` value starred).
 
 ``--init`` takes a ``backbone.safetensors`` (with its ``.json`` sidecar) or a training checkpoint.
 """
@@ -35,7 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--scene2", help="second view: coloured by similarity to the query of --scene")
     s.add_argument("--query", default="auto",
                    help="query point index in --scene, or 'auto' (the point nearest the room centre at 30%% height)")
-    s.add_argument("--cmap", type=colormap, default="jet", help="matplotlib colour map (default jet)")
+    s.add_argument("--range", dest="value_range", choices=["fixed", "unit", "auto"], default="fixed",
+                   help="colour range: fixed = [-1, 1] (default; shows a collapse, compares checkpoints), "
+                        "unit = [0, 1], auto = the similarities' min..max")
+    s.add_argument("--cmap", type=colormap, help="matplotlib colour map (default RdBu_r for the fixed signed "
+                                                 "range, viridis otherwise)")
+    s.add_argument("--context", choices=["auto", "rgb", "labels", "none"], default="auto",
+                   help="panel beside the similarity map (without --scene2): the scene's colours, its labels or "
+                        "none (auto: rgb when the scene has colour, else labels when it has them)")
+    _class_names_arg(s)
+    s.add_argument("--title", help="figure title (default: scene, query, weights and step)")
     s.add_argument("--out", required=True, help="output PNG")
     s.set_defaults(func=run_similarity)
 
@@ -44,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--scene", required=True, nargs="+", help="labelled scene(s)")
     t.add_argument("--max-points", type=positive_int, default=5000, help="stratified subsample size (default 5000)")
     t.add_argument("--seed", type=int, default=0)
+    _class_names_arg(t)
+    t.add_argument("--title", help="figure title")
     t.add_argument("--out", required=True, help="output PNG")
     t.set_defaults(func=run_tsne)
 
@@ -87,13 +102,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--out", required=True, help="output PNG")
     x.set_defaults(func=run_pixel_point)
 
-    c = vs.add_parser("curves", help="loss and metric curves of a run")
-    c.add_argument("run", help="run folder (with metrics.jsonl) or a metrics .jsonl file")
+    c = vs.add_parser("curves", help="loss and metric curves of one or several runs (overlaid)")
+    c.add_argument("run", nargs="+", help="run folder(s) (with metrics.jsonl) or metrics .jsonl file(s)")
+    c.add_argument("--label", nargs="+", help="legend name of each run (default: the run folder names)")
+    c.add_argument("--title", help="figure title")
     c.add_argument("--keys", nargs="+", help="metrics to plot (default every numeric key)")
     c.add_argument("--smoothing", type=float_range(0.0, 1.0, hi_open=True), default=0.9,
                    help="EMA weight in [0, 1) (default 0.9)")
     c.add_argument("--out", required=True, help="output PNG")
     c.set_defaults(func=run_curves)
+
+
+def _class_names_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--class-names", default="auto",
+                   help="legend names: auto (the scene's or the weights' names, else ScanNet-20 for ids < 20), "
+                        "ids, scannet20, s3dis, semantickitti or a comma-separated list in id order")
+
+
+def _title_suffix(info: dict) -> str:
+    """``"<weights file>, step N"`` (the step when the weights record it)."""
+    name = Path(info["path"]).name
+    return f"{name}, step {info['step']}" if info.get("step") is not None else name
 
 
 def _backbone_args(p: argparse.ArgumentParser) -> None:
@@ -124,10 +153,11 @@ def auto_query(coord: np.ndarray) -> int:
 
 
 def run_similarity(args: argparse.Namespace) -> int:
-    from contrast3d.viz.backbone_io import read_scene, scene_features
+    from contrast3d.viz.backbone_io import read_scene, resolve_class_names, scene_features
     from contrast3d.viz.similarity import similarity_map, similarity_map_pair
 
-    output_file(args.out)
+    output_file(args.out, suffix=".png")
+    resolve_class_names(args.class_names)  # a malformed list fails before the network is loaded
     model, info = _load(args)
     cloud = read_scene(args.scene)
     if args.query == "auto":
@@ -139,43 +169,66 @@ def run_similarity(args: argparse.Namespace) -> int:
             raise DataError(args.query, "--query must be a point index or 'auto'") from None
         if not 0 <= query < len(cloud):
             raise DataError(args.scene, f"--query {query} out of range for {len(cloud)} points")
+    context = "none" if args.scene2 else args.context  # the pair figure has no context panel
+    if context == "auto":
+        context = "rgb" if cloud.color is not None else "labels" if cloud.segment is not None else "none"
+    if context == "rgb" and cloud.color is None:
+        raise DataError(args.scene, "--context rgb: the scene has no colours")
+    if context == "labels" and cloud.segment is None:
+        raise DataError(args.scene, "--context labels: the scene has no semantic labels (segment)")
     feats = scene_features(model, cloud, info, args.device)
+    scene_name = Path(args.scene).name
     if args.scene2:
         cloud2 = read_scene(args.scene2)
         feats2 = scene_features(model, cloud2, info, args.device)
-        _, sim2 = similarity_map_pair(cloud.coord, feats, cloud2.coord, feats2, query, args.out, cmap=args.cmap)
+        title = args.title or f"{scene_name} -> {Path(args.scene2).name}: query {query}; {_title_suffix(info)}"
+        _, sim2 = similarity_map_pair(cloud.coord, feats, cloud2.coord, feats2, query, args.out, cmap=args.cmap,
+                                      value_range=args.value_range, title=title)
         print(f"wrote {args.out} (query {query}; view-2 similarity {sim2.min():.3f}..{sim2.max():.3f})")
-    else:
-        sim = similarity_map(cloud.coord, feats, query, args.out, cmap=args.cmap,
-                             title=f"{Path(args.scene).name}: similarity to point {query}")
-        print(f"wrote {args.out} (query {query}; similarity {sim.min():.3f}..{sim.max():.3f})")
+        return 0
+    labels = cloud.segment if context == "labels" else None
+    names = None
+    if labels is not None:
+        names, _ = resolve_class_names(args.class_names, labels, cloud.meta.get("class_names"), info["class_names"])
+    title = args.title or f"{scene_name}: similarity to point {query}; {_title_suffix(info)}"
+    sim = similarity_map(cloud.coord, feats, query, args.out, cmap=args.cmap, value_range=args.value_range,
+                         title=title, rgb=cloud.color if context == "rgb" else None, labels=labels,
+                         class_names=names)
+    print(f"wrote {args.out} (query {query}; similarity {sim.min():.3f}..{sim.max():.3f}, median "
+          f"{float(np.median(sim)):.3f})")
     return 0
 
 
 def run_tsne(args: argparse.Namespace) -> int:
-    from contrast3d.viz.backbone_io import read_scene, scene_features
+    from contrast3d.viz.backbone_io import read_scene, resolve_class_names, scene_features
     from contrast3d.viz.tsne import tsne_plot
 
-    output_file(args.out)
+    output_file(args.out, suffix=".png")
+    resolve_class_names(args.class_names)  # a malformed list fails before the network is loaded
     model, info = _load(args)
-    feats, labels, class_names = [], [], None
+    feats, labels, meta_names = [], [], None
     for path in args.scene:
         cloud = read_scene(path)
         if cloud.segment is None:
             raise DataError(path, "scene has no semantic labels (segment) to colour the t-SNE by")
         feats.append(scene_features(model, cloud, info, args.device).numpy())
         labels.append(cloud.segment)
-        class_names = class_names or cloud.meta.get("class_names")
-    emb, _ = tsne_plot(np.concatenate(feats), np.concatenate(labels), args.out, class_names=class_names,
-                       max_points=args.max_points, seed=args.seed)
-    print(f"wrote {args.out} ({len(emb)} points)")
+        meta_names = meta_names or cloud.meta.get("class_names")
+    all_feats, all_labels = np.concatenate(feats), np.concatenate(labels)
+    class_names, source = resolve_class_names(args.class_names, all_labels, meta_names, info["class_names"])
+    where = Path(args.scene[0]).name + (f" +{len(args.scene) - 1}" if len(args.scene) > 1 else "")
+    title = args.title or (f"t-SNE of {where}: {min(args.max_points, int((all_labels >= 0).sum()))} points, "
+                           f"{all_feats.shape[1]}-d features; {_title_suffix(info)}")
+    emb, _ = tsne_plot(all_feats, all_labels, args.out, class_names=class_names, max_points=args.max_points,
+                       seed=args.seed, title=title)
+    print(f"wrote {args.out} ({len(emb)} points; class names: {source})")
     return 0
 
 
 def run_grouping(args: argparse.Namespace) -> int:
     from contrast3d.viz.grouping import grouping_from_weights
 
-    output_file(args.out)
+    output_file(args.out, suffix=".png")
     info = grouping_from_weights(args.init, args.scene, args.out, network=args.network, device=args.device,
                                  seed=args.seed, grid_size=args.grid_size, title=args.title)
     print(f"wrote {args.out} ({info['points']} points, {info['segments']} segments, "
@@ -184,6 +237,7 @@ def run_grouping(args: argparse.Namespace) -> int:
 
 
 def run_sequence(args: argparse.Namespace) -> int:
+    output_file(args.out, suffix=".png")
     from contrast3d.viz.sequence import sequence_from_scene
 
     fig = sequence_from_scene(args.scene, args.out, objects_dir=args.objects, seed=args.seed, title=args.title)
@@ -194,6 +248,7 @@ def run_sequence(args: argparse.Namespace) -> int:
 
 
 def run_pixel_point(args: argparse.Namespace) -> int:
+    output_file(args.out, suffix=".png")
     from contrast3d.viz.pixel_point import pixel_point_from_weights
 
     info = pixel_point_from_weights(args.image_net, args.backbone, args.frame, args.out, index=args.index,
@@ -204,9 +259,12 @@ def run_pixel_point(args: argparse.Namespace) -> int:
 
 
 def run_curves(args: argparse.Namespace) -> int:
-    from contrast3d.viz.curves import plot_curves
+    from contrast3d.viz.curves import plot_runs
 
-    output_file(args.out)
-    keys = plot_curves(args.run, args.out, keys=args.keys, smoothing=args.smoothing)
-    print(f"wrote {args.out} ({', '.join(keys)})")
+    output_file(args.out, suffix=".png")
+    if args.label is not None and len(args.label) != len(args.run):
+        raise DataError("--label", f"{len(args.label)} label(s) for {len(args.run)} run(s); give one per run")
+    keys = plot_runs(args.run, args.out, labels=args.label, keys=args.keys, smoothing=args.smoothing,
+                     title=args.title)
+    print(f"wrote {args.out} ({len(args.run)} run{'s' if len(args.run) > 1 else ''}: {', '.join(keys)})")
     return 0

@@ -138,8 +138,11 @@ def prepare_scene(frames: FrameSequence | str | Path, out_dir: str | Path, voxel
                   overlap_voxel_size: float = 0.05, radius_factor: float = 1.5, min_overlap: float = 0.3,
                   frame_skip: int = 1, depth_trunc: float | None = None, name: str | None = None,
                   normals: bool = True, segments: bool = True, on_error: str = "raise",
-                  store_voxel_size: float | None = None) -> dict:
+                  store_voxel_size: float | None = None, depth_scale: float = 1000.0) -> dict:
     """Convert an RGB-D folder into a prepared scene folder; return the scene.json dict.
+
+    ``depth_scale``: depth-image units per metre (1000: millimetres, 7-Scenes / ScanNet; 5000: TUM-style
+    ICL-NUIM); used when ``frames`` is a folder.
 
     Frames are stored voxel-downsampled at ``store_voxel_size`` (metres; ``None``: at
     ``voxel_size``; ``0``: every depth pixel) with colour, camera-facing PCA normals
@@ -157,7 +160,7 @@ def prepare_scene(frames: FrameSequence | str | Path, out_dir: str | Path, voxel
     store = voxel_size if store_voxel_size is None else float(store_voxel_size)
     if not 0 <= store <= voxel_size:
         raise ValueError(f"store_voxel_size must be in [0, voxel_size={voxel_size}], got {store_voxel_size}")
-    seq = open_frame_folder(frames) if not isinstance(frames, FrameSequence) else frames
+    seq = open_frame_folder(frames, depth_scale=depth_scale) if not isinstance(frames, FrameSequence) else frames
     out = Path(out_dir)
     (out / "frames").mkdir(parents=True, exist_ok=True)
     ids, coarse, skipped = [], [], []
@@ -189,7 +192,8 @@ def prepare_scene(frames: FrameSequence | str | Path, out_dir: str | Path, voxel
             "voxel_size": voxel_size, "store_voxel_size": store, "overlap_voxel_size": overlap_voxel_size,
             "overlap_radius": radius_factor * overlap_voxel_size, "min_overlap": min_overlap,
             "source": str(seq.root), "layout": seq.layout, "frame_skip": frame_skip,
-            "depth_trunc": depth_trunc, "num_pairs": len(pairs), "normals": normals, "segments": segments,
+            "depth_trunc": depth_trunc, "depth_scale": seq.depth_scale if hasattr(seq, "depth_scale") else depth_scale,
+            "num_pairs": len(pairs), "normals": normals, "segments": segments,
             "skipped_frames": skipped}
     (out / SCENE_FILE).write_text(json.dumps(info, indent=1))
     return info

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from contrast3d.errors import DataError
+from contrast3d.io.dispatch import FILE_FORMATS
 from contrast3d.io.frames import detect_layout
 
-#: File extensions taken as scene inputs (see :func:`contrast3d.io.read_any`).
-SCENE_EXTENSIONS = (".ply", ".off", ".obj", ".bin")
+#: File extensions taken as scene inputs (those :func:`contrast3d.io.read_any` reads).
+SCENE_EXTENSIONS = FILE_FORMATS
 _SAFE_EXTRA = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 Found = tuple[list[tuple[str, Path]], list[dict[str, str]]]
@@ -126,7 +127,8 @@ def run_rgbd(source: Path, out: Path, options: dict[str, Any]) -> dict[str, Any]
                          store_voxel_size=options.get("store_voxel"),
                          min_overlap=options.get("min_overlap", 0.3), frame_skip=options.get("frame_skip", 25),
                          depth_trunc=options.get("depth_trunc"), name=options.get("name"),
-                         normals=True, segments=options.get("segments", True),
+                         depth_scale=options.get("depth_scale", 1000.0), normals=True,
+                         segments=options.get("segments", True),
                          on_error="raise" if options.get("strict") else "skip")
     return {"frames": len(info["frames"]), "pairs": int(info["num_pairs"]), "skipped_frames": info["skipped_frames"]}
 

@@ -48,7 +48,8 @@ class TrainConfig:
         log_every: steps between metric log lines (TensorBoard + ``metrics.jsonl``).
         checkpoint_every: steps between checkpoints (``checkpoints/last.pt``); 0 = only at the end.
         keep_every: also keep ``checkpoints/step_XXXXXXXX.pt`` every N steps (0 = never).
-        progress: show a progress bar on rank 0.
+        progress: console progress on rank 0: a bar when stderr is a terminal, else plain lines
+            ``step N/T  loss L  S s/step  ETA ...`` (``train.log`` gets the lines either way).
         find_unused_parameters: passed to DDP (methods whose forward skips some parameters).
         sync_bn: convert BatchNorm to SyncBatchNorm under multi-GPU DDP (never on CPU).
         resume_changes: settings changed on ``--resume`` (written by the trainer, see the module

@@ -209,6 +209,31 @@ class ScheduleLR(torch.optim.lr_scheduler.LambdaLR):
             group["lr"] = lr
 
 
+def warmup_warning(cfg: ScheduleConfig, total_steps: int, group: str | None = None) -> str | None:
+    """One line when the linear warm-up (``warmup_steps``) lasts the whole run (``>= total_steps``): the
+    learning rate then never reaches its base value and the decay never starts; ``None`` otherwise.
+    ``group``: the parameter group whose own schedule ``cfg`` is (``None``: the run's ``schedule``)."""
+    w = cfg.warmup_steps
+    if w <= 0 or w < total_steps:
+        return None
+    what = f"parameter group '{group}': its schedule's warmup_steps" if group else "schedule.warmup_steps"
+    fix = "" if group else f"; e.g. --set schedule.warmup_steps={total_steps // 10}"
+    return (f"{what} ({w}) >= steps ({total_steps}): the learning rate stays in the warm-up for the whole "
+            f"run and never reaches optim.lr{fix}")
+
+
+def schedule_warnings(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, total_steps: int) -> list[str]:
+    """:func:`warmup_warning` of ``cfg`` and of every parameter group's own ``schedule`` (each once)."""
+    found: list[str] = []
+    for i, g in enumerate(optimizer.param_groups):
+        own = g.get("schedule")
+        text = warmup_warning(ScheduleConfig(**own), total_steps, str(g.get("name", i))) if own else \
+            warmup_warning(cfg, total_steps)
+        if text and text not in found:
+            found.append(text)
+    return found
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, total_steps: int) -> ScheduleLR:
     """A per-iteration scheduler (call ``step()`` once after every optimizer step that was taken).
 

@@ -20,15 +20,23 @@ run stops with that DataError (``data.strict: true``). A whole epoch without a r
 :mod:`contrast3d.engine.config`); the optimizer's restored learning rates and hyper-parameters are
 re-derived from the new config, so the change is real.
 
+What a person sees (rank 0, :mod:`contrast3d.engine.logging`): a start summary (model and preset,
+parameter count, samples, steps, batch, device, threads, a rough time estimate), warnings (warm-up
+as long as the run, a GPU-scale config on a CPU -- :mod:`contrast3d.engine.estimate`), the measured
+seconds per step after the first few steps, progress (a bar on a terminal, plain lines otherwise),
+each periodic callback announced with its result, and the final result; all of it also goes to
+``train.log``.
+
 Run folder::
 
-    config.yaml  metrics.jsonl  tb/  checkpoints/last.pt  [checkpoints/step_*.pt]
+    config.yaml  run_info.json  train.log  metrics.jsonl  tb/  checkpoints/last.pt  [checkpoints/step_*.pt]
     backbone.safetensors  backbone.json  [other exports]  [skipped_samples.json]
 """
 from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
 import warnings
 from collections.abc import Callable, Generator, Sequence
@@ -43,13 +51,16 @@ from contrast3d.engine import distributed as D
 from contrast3d.engine.checkpoint import CheckpointError, CheckpointManager
 from contrast3d.engine.config import TrainConfig, resume_changes
 from contrast3d.engine.data import FailedSamples, ResumableBatchSampler, build_loader
-from contrast3d.engine.logging import MetricLogger
+from contrast3d.engine.estimate import estimate_step_seconds, format_duration, long_run_warning, voxels_per_step
+from contrast3d.engine.logging import MetricLogger, write_run_info
 from contrast3d.engine.objective import HookContext, TrainObjective, frozen_prefixes, module_prefix, tensor_digest
-from contrast3d.engine.optim import build_optimizer, build_scheduler
+from contrast3d.engine.optim import build_optimizer, build_scheduler, schedule_warnings
 from contrast3d.engine.rng import capture_rng, derive_seed, restore_rng, seed_all
 from contrast3d.errors import DataError
 
 SKIPPED_FILE = "skipped_samples.json"
+#: Steps timed after the first one (which includes start-up) for the measured time estimate.
+TIMED_STEPS = 3
 
 
 class NonFiniteLossError(RuntimeError):
@@ -97,6 +108,15 @@ def move_to(batch: Any, device: torch.device) -> Any:
     if hasattr(batch, "to"):
         return batch.to(device, non_blocking=True)
     return batch
+
+
+def _count(n: int) -> str:
+    """``"1.21 M"``, ``"392"``: a parameter count for people."""
+    return f"{n / 1e6:.3g} M" if n >= 1e6 else f"{n:,}"
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _batch_size(batch: Any) -> int:
@@ -418,16 +438,99 @@ class Trainer:
         if ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             dump_yaml(cfg, self.run_dir / "config.yaml")
+            write_run_info(self.run_dir, method=cfg.method_name, device=str(self.device),
+                           world_size=ctx.world_size, threads=torch.get_num_threads(), start_step=self.step,
+                           steps=cfg.steps)
         logger = MetricLogger(self.run_dir, total_steps=cfg.steps, start_step=self.step, enabled=ctx.is_main,
                               progress=cfg.progress, label=cfg.method_name or "train")
+        with logger, logger.capture_warnings():
+            return self._fit(logger, stop)
+
+    def _start(self, logger: MetricLogger, stop: int) -> bool:
+        """Rank 0: the start summary and the warnings about the config; whether the time was warned about."""
+        cfg = self.cfg
         if self.step:
             logger.message(f"resumed from {self.checkpoints.last} at step {self.step}")
         if self.changes:
             logger.message("changed on resume (applied from step {}; recorded in config.yaml): {}".format(
                 self.step, "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in self.changes.items())))
+        if not self.ctx.is_main:
+            return False
+        threads = torch.get_num_threads()
+        trainable = sum(p.numel() for p in self.method.parameters() if p.requires_grad)
+        prior = estimate_step_seconds(trainable, voxels_per_step(cfg), threads, self.device.type)
+        logger.message("\n".join(self.summary_lines(prior, stop)))
+        for line in schedule_warnings(self.optimizer, cfg.schedule, cfg.steps):
+            warnings.warn(line, stacklevel=2)
+        text = long_run_warning(self.device.type, stop - self.step, prior, method_name=cfg.method_name,
+                                threads=threads)
+        if text:
+            warnings.warn(text, stacklevel=2)
+        return text is not None
+
+    def summary_lines(self, prior: float | None = None, stop: int | None = None) -> list[str]:
+        """The start summary: what is trained, on what, for how long, where (one fact per line)."""
+        cfg, ctx = self.cfg, self.ctx
+        stop = cfg.steps if stop is None else stop
+        params = sum(p.numel() for p in self.method.parameters())
+        trainable = sum(p.numel() for p in self.method.parameters() if p.requires_grad)
+        preset = getattr(cfg.model, "preset", None)
+        model = type(self.method).__name__ + (f" ({preset})" if preset else "")
+        dataset: Any = getattr(self.loader.dataset, "dataset", self.loader.dataset)  # inside the SeededDataset
+        noun = "pairs" if "Pair" in type(dataset).__name__ else "samples"
+        try:
+            samples = f"{len(dataset)} {noun}"
+        except TypeError:
+            samples = noun
+        scenes: Any = getattr(dataset, "scenes", None)
+        if hasattr(scenes, "__len__") and not isinstance(scenes, str):
+            samples += f" from {len(scenes)} scenes"
+        sampler = self.loader.batch_sampler
+        per_epoch = len(sampler) if isinstance(sampler, ResumableBatchSampler) else "?"
+        batch = cfg.loader.batch_size * ctx.world_size
+        per = f" ({cfg.loader.batch_size} per process x {ctx.world_size})" if ctx.world_size > 1 else ""
+        sched = cfg.schedule
+        device = str(self.device)
+        if self.device.type == "cuda":
+            device += f" ({torch.cuda.get_device_name(self.device)})"
+        left = stop - self.step
+        lines = [
+            f"run       {cfg.method_name or 'train'} -> {self.run_dir}",
+            f"model     {model}: {_count(params)} parameters ({_count(trainable)} trainable)",
+            f"data      {samples} ({type(dataset).__name__}) from {cfg.data_root or '-'}; "
+            f"{per_epoch} step(s) per epoch",
+            f"steps     {left} to go ({self.step} -> {stop} of {cfg.steps}), batch {batch}{per}; {cfg.optim.name} "
+            f"lr {cfg.optim.lr:g}, {sched.name} schedule, warm-up {sched.warmup_steps}",
+            f"device    {device}, {_plural(torch.get_num_threads(), 'thread')}, "
+            f"{_plural(cfg.loader.num_workers, 'loader worker')}, "
+            f"amp {'on' if self.use_amp else 'off'}",
+        ]
+        if prior is not None:
+            lines.append(f"estimate  ~{prior:.3g} s/step, ~{format_duration(prior * left)} (rough, from model size "
+                         f"and voxels; measured after {TIMED_STEPS + 1} steps)")
+        else:
+            lines.append(f"estimate  measured after {TIMED_STEPS + 1} steps")
+        return lines
+
+    def _timing(self, logger: MetricLogger, durations: list[float], stop: int, warned: bool) -> None:
+        """Rank 0, once: the measured seconds per step and the time to go; warn when GPU-scale on a CPU."""
+        sps = statistics.median(durations[1:])
+        left = stop - self.step
+        logger.message(f"timing    {sps:.3g} s/step (median of steps {self.step - TIMED_STEPS + 1}-{self.step}); "
+                       f"{left} steps to go: ~{format_duration(sps * left)}")
+        text = long_run_warning(self.device.type, stop - self.step + len(durations), sps,
+                                method_name=self.cfg.method_name, measured=True, threads=torch.get_num_threads())
+        if text and not warned:
+            warnings.warn(text, stacklevel=3)
+
+    def _fit(self, logger: MetricLogger, stop: int) -> TrainResult:
+        cfg, ctx = self.cfg, self.ctx
+        warned = self._start(logger, stop)
         window: dict[str, float] = {}
         count = 0
         scalars: dict[str, float] = {}
+        durations: list[float] = []
+        started = time.perf_counter()
         self.method.train()
         batches = self._batches()
         try:
@@ -436,7 +539,12 @@ class Trainer:
                 batch = next(batches)
                 samples = _batch_size(batch) * ctx.world_size
                 scalars = self._train_step(batch)
-                logger.step(self.step, scalars["loss"], samples, time.perf_counter() - t0)
+                seconds = time.perf_counter() - t0
+                logger.step(self.step, scalars["loss"], samples, seconds)
+                if len(durations) <= TIMED_STEPS:
+                    durations.append(seconds)
+                    if len(durations) == TIMED_STEPS + 1 and self.step < stop and ctx.is_main:
+                        self._timing(logger, durations, stop, warned)
                 for k, v in scalars.items():
                     window[k] = window.get(k, 0.0) + v
                 count += 1
@@ -457,11 +565,23 @@ class Trainer:
                 if ctx.is_main:
                     exported = self.export()
             D.barrier(ctx)
+            took = format_duration(time.perf_counter() - started)
+            if self.step == cfg.steps:
+                logger.final(self.step, scalars, to_dict(cfg), label="training result (last step)")
+                done = f"finished {self.step} steps in {took}"
+                if exported:
+                    done += "; exported " + ", ".join(str(p) for p in exported.values())
+            else:
+                done = f"stopped at step {self.step} of {cfg.steps} after {took} (checkpoint {self.checkpoints.last})"
+            logger.message(done)
             return TrainResult(self.step, self.run_dir, exported.get("backbone"), scalars, exported,
                                dict(self.skipped_samples))
+        except BaseException as err:
+            what = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+            logger.write_log(f"stopped at step {self.step}: {' '.join(what.split())}")
+            raise
         finally:
             batches.close()
-            logger.close()
 
     def export(self) -> dict[str, Path]:
         """Write every network of ``exports()`` as ``NAME.safetensors`` + ``NAME.json`` (+ ``NAME.pth``)."""
@@ -480,7 +600,15 @@ class Trainer:
     def _run_callbacks(self, logger: MetricLogger) -> None:
         for cb in self.callbacks:
             if cb.every > 0 and self.step % cb.every == 0:
+                logger.message(f"{cb.name} at step {self.step} ...")
+                t0 = time.perf_counter()
                 out = cb.fn(StepContext(self.step, self.cfg.steps, self.method, self.device, self.run_dir, self.ctx))
                 self.method.train()
+                took = format_duration(time.perf_counter() - t0)
                 if out:
-                    logger.log(self.step, {f"{cb.name}/{k}": float(v) for k, v in out.items()})
+                    values = {f"{cb.name}/{k}": float(v) for k, v in out.items()}
+                    logger.log(self.step, values)
+                    shown = "  ".join(f"{k} {v:.4g}" for k, v in out.items())
+                    logger.message(f"{cb.name} at step {self.step}: {shown} ({took})")
+                else:
+                    logger.message(f"{cb.name} at step {self.step} done ({took})")

@@ -11,6 +11,18 @@ scenes (every original point, :func:`~contrast3d.evaluation.semseg.evaluate_sems
     RUN/config.yaml metrics.jsonl tb/ checkpoints/last.pt backbone.safetensors (the fine-tuned net)
     RUN/scene_split.json label_split.json init.json results.json results.txt
 
+The final evaluation announces itself (``evaluating N validation scenes ...`` on the console and in
+``RUN/train.log``), shows its progress over the scenes when ``progress`` is on, and records its
+metrics as ``final/<metric>`` TensorBoard scalars plus an hparams entry and a ``train.log`` line
+(:func:`~contrast3d.engine.logging.record_final_results`).
+
+A validation set that overlaps the training set (one scene, or a scene in both ``train/`` and
+``val/``) is refused unless ``data.allow_overlap`` (``--allow-overlap``); then the run prints a
+``WARNING`` and marks its results: ``leak`` and ``warning`` in ``results.json``, a ``WARNING``
+first line in ``results.txt`` (see :mod:`~contrast3d.evaluation.semseg_data`). ``--labels`` may
+name a published split file (:mod:`~contrast3d.evaluation.split_files`), checked before any scene
+is read; the split used is saved as ``label_split.json`` either way.
+
 Config layers (later wins): dataclass defaults < ``configs/pretrain/base.yaml`` (engine defaults)
 < ``configs/finetune/semseg.yaml`` < ``--config FILE`` (a path, or the name of a shipped preset
 such as ``semseg_cpu_small``) < flags (``--steps``, ``--init`` ...) < ``--set key=value``. With
@@ -19,6 +31,7 @@ such as ``semseg_cpu_small``) < flags (``--steps``, ``--init`` ...) < ``--set ke
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,13 +44,15 @@ from contrast3d.data.scene_dataset import SceneDataset
 from contrast3d.engine import distributed as D
 from contrast3d.engine.checkpoint import CheckpointError
 from contrast3d.engine.config import TrainConfig, load_train_config
+from contrast3d.engine.logging import announce, record_final_results
 from contrast3d.engine.rng import derive_seed, seed_all
 from contrast3d.engine.trainer import PeriodicCallback, StepContext, Trainer
 from contrast3d.errors import DataError
 from contrast3d.evaluation.metrics import SegmentationScores
 from contrast3d.evaluation.semseg import evaluate_semseg, raw_scenes, write_results
-from contrast3d.evaluation.semseg_data import SemsegDataset, resolve_scene_split, train_transform
+from contrast3d.evaluation.semseg_data import SceneSplit, SemsegDataset, resolve_scene_split, train_transform
 from contrast3d.evaluation.semseg_model import SECTIONS, SemsegModel, load_backbone_init, semseg_collate
+from contrast3d.evaluation.split_files import read_split_file
 from contrast3d.evaluation.splits import LabelBudget, LabelSplit
 from contrast3d.models.pretrained import LoadReport
 from contrast3d.structures import build_feat
@@ -68,13 +83,56 @@ def _flags(data_dir, init, labels, steps, seed, device, eval_every, progress) ->
     return flags
 
 
-def _label_split(out: Path, dataset: SemsegDataset, budget: LabelBudget, seed: int, resume: bool) -> LabelSplit:
+def _budget(cfg: TrainConfig, out: Path, resume: bool) -> LabelBudget:
+    """The run's label budget; a split file is read now (a missing or malformed one fails before any
+    scene is read), unless a resumed run has its ``label_split.json``."""
+    try:
+        budget = LabelBudget.parse(cfg.method.labels)
+    except ValueError as err:
+        raise ConfigError("method.labels", str(err)) from None
+    if budget.kind == "file" and not (resume and (out / "label_split.json").is_file()):
+        read_split_file(budget.path)
+    return budget
+
+
+def _label_split(out: Path, dataset: SemsegDataset, budget: LabelBudget, seed: int, resume: bool,
+                 val_names: Iterable[str] = ()) -> LabelSplit:
     path = out / "label_split.json"
     if resume and path.is_file():
         return LabelSplit.load(path)
-    split = dataset.make_label_split(budget, seed)
+    split = dataset.make_label_split(budget, seed, val_names)
     split.save(path)
     return split
+
+
+def _scene_split(cfg: TrainConfig, out: Path) -> SceneSplit:
+    """Train/val scenes (overlap refused unless ``data.allow_overlap``), saved as ``scene_split.json``."""
+    assert cfg.data_root is not None
+    scenes = resolve_scene_split(cfg.data_root, cfg.data.val_fraction, allow_overlap=cfg.data.allow_overlap)
+    scenes.save(out / "scene_split.json")
+    return scenes
+
+
+def warn_leak(scenes: SceneSplit) -> None:
+    """Print the loud train/validation overlap warning (stderr) when there is one."""
+    leak = scenes.leak()
+    if leak:
+        print(f"WARNING: train/validation leak: {leak['warning']}", file=sys.stderr, flush=True)
+
+
+def add_leak(results: dict[str, Any], scenes: SceneSplit) -> dict[str, Any]:
+    """``results`` with ``leak`` and ``warning`` when the validation scenes overlap the training scenes."""
+    leak = scenes.leak()
+    if leak:
+        results["leak"] = leak
+        results["warning"] = f"train/validation leak: {leak['warning']}"
+    return results
+
+
+def mark_results_txt(path: Path, results: dict[str, Any]) -> None:
+    """Put the results' ``warning`` (if any) as a ``WARNING:`` first line of ``results.txt``."""
+    if results.get("warning"):
+        path.write_text(f"WARNING: {results['warning']}\n" + path.read_text())
 
 
 def _check_inputs(cfg: TrainConfig, val: SceneDataset) -> None:
@@ -121,22 +179,18 @@ def finetune_semseg(data_dir: str | Path | None, init: str | Path | None, out_di
     if not resume and (out / "checkpoints" / "last.pt").is_file():
         raise CheckpointError(out / "checkpoints" / "last.pt", "the run folder already has a checkpoint; pass "
                                                                 "--resume to continue it or choose another --out")
-    try:
-        budget = LabelBudget.parse(cfg.method.labels)
-    except ValueError as err:
-        raise ConfigError("method.labels", str(err)) from None
+    budget = _budget(cfg, out, resume)
     # The model first (a bad --init fails before any scene is read); data loading draws no global randomness.
     seed_all(derive_seed(cfg.seed, 0))  # model initialisation: identical on every rank
     model = SemsegModel(cfg.method, cfg.model, cfg.data)
     init_info, report = _init_backbone(model.net, cfg, out, resuming, lenient)
 
-    scenes = resolve_scene_split(cfg.data_root, cfg.data.val_fraction)
-    scenes.save(out / "scene_split.json")
+    scenes = _scene_split(cfg, out)
     on_error = "raise" if cfg.data.strict else "skip"
-    train = SemsegDataset(scenes.train, train_transform(cfg.data, sparse_labels=budget.kind == "points"),
-                          on_error=on_error, keep_raw=cfg.data.cache_scenes)
-    split = _label_split(out, train, budget, cfg.seed, resume)
+    train = SemsegDataset(scenes.train, None, on_error=on_error, keep_raw=cfg.data.cache_scenes)
+    split = _label_split(out, train, budget, cfg.seed, resume, [p.name for p in scenes.val])
     train.apply_split(split)
+    train.transform = train_transform(cfg.data, sparse_labels=bool(split.points))
     val = SceneDataset(scenes.val, None, on_error=on_error, keep_raw=cfg.data.cache_scenes)
     _check_inputs(cfg, val)
 
@@ -145,6 +199,8 @@ def finetune_semseg(data_dir: str | Path | None, init: str | Path | None, out_di
     ctx = D.init_distributed(cfg.device)
     if report is not None and ctx.is_main:
         print(report.summary(), flush=True)
+    if ctx.is_main:
+        warn_leak(scenes)
     per_rank = -(-len(train) // ctx.world_size)
     if cfg.loader.drop_last and per_rank < cfg.loader.batch_size:  # e.g. 1 % of a small dataset
         if ctx.is_main:
@@ -156,7 +212,7 @@ def finetune_semseg(data_dir: str | Path | None, init: str | Path | None, out_di
 
     def periodic(c: StepContext) -> dict[str, float]:
         s = evaluate_semseg(c.method.backbone(), raw_scenes(val), max_fragments=cfg.method.periodic_fragments,
-                            device=c.device, **eval_kw)
+                            device=c.device, progress=cfg.progress and c.dist.is_main, desc="val", **eval_kw)
         return {"mIoU": s.miou, "mAcc": s.macc, "allAcc": s.all_acc}
 
     try:
@@ -166,16 +222,36 @@ def finetune_semseg(data_dir: str | Path | None, init: str | Path | None, out_di
                      if cfg.method.eval_every > 0 else [])
         trainer = Trainer(cfg, model, train, semseg_collate(cfg.data), out, ctx=ctx, callbacks=callbacks)
         result = trainer.fit(resume=resume)
+        announce_evaluation(out, len(val), cfg.method.eval_fragments, enabled=ctx.is_main)
         scores = evaluate_semseg(trainer.method.backbone(), raw_scenes(val), max_fragments=cfg.method.eval_fragments,
-                                 device=trainer.device, **eval_kw)
-        results = _results(cfg, scores, result.step, split, scenes.mode, len(train), len(val), init_info,
+                                 device=trainer.device, progress=cfg.progress and ctx.is_main,
+                                 run_dir=out if ctx.is_main else None, **eval_kw)
+        results = _results(cfg, scores, result.step, split, scenes, len(train), len(val), init_info,
                            (time.perf_counter() - start) / 60.0, str(trainer.device))
         if ctx.is_main:
             write_results(out, results, scores)
+            mark_results_txt(out / "results.txt", results)
+            record_final(out, cfg, result.step, {k: results[k] for k in ("mIoU", "mAcc", "allAcc")})
         D.barrier(ctx)
         return results
     finally:
         D.shutdown(ctx)
+
+
+def announce_evaluation(out: Path, scenes: int, fragments: int | None = None, *, enabled: bool = True) -> None:
+    """Say (console + ``out/train.log``) that the final evaluation of ``scenes`` validation scenes starts
+    (``fragments``: voxel fragments voted per scene, 0 = all; ``None``: not said)."""
+    noun = "scene" if scenes == 1 else "scenes"
+    detail = ""
+    if fragments is not None:
+        detail = ", all fragments" if fragments <= 0 else f", {fragments} fragment{'' if fragments == 1 else 's'}"
+    announce(f"evaluating {scenes} validation {noun} (every original point{detail}) ...", out, enabled=enabled)
+
+
+def record_final(out: Path, cfg: TrainConfig, step: int, metrics: dict[str, float]) -> None:
+    """The final evaluation's ``metrics`` as ``final/<key>`` TensorBoard scalars at ``step`` (the config
+    as hparams) and a ``final evaluation: mIoU ...`` line in ``out/train.log`` (call it on rank 0)."""
+    record_final_results(out, metrics, step=step, hparams=to_dict(cfg), label="final evaluation")
 
 
 def _init_backbone(net: torch.nn.Module, cfg: TrainConfig, out: Path, resuming: bool,
@@ -200,19 +276,21 @@ def _read_json(path: Path, default: dict[str, Any]) -> dict[str, Any]:
         return default
 
 
-def _results(cfg: TrainConfig, scores: SegmentationScores, step: int, split: LabelSplit, mode: str,
+def _results(cfg: TrainConfig, scores: SegmentationScores, step: int, split: LabelSplit, scenes: SceneSplit,
              n_train: int, n_val: int, init_info: dict[str, Any], minutes: float, device: str) -> dict[str, Any]:
-    labelled = {"scenes": len(split.scenes)}
+    labelled: dict[str, Any] = {"scenes": len(split.scenes)}
     if split.points:
         labelled["points"] = int(sum(len(v) for v in split.points.values()))
-    return {
+    if split.source:
+        labelled["file"] = split.source
+    return add_leak({
         **scores.to_dict(),
         "label_budget": split.budget, "labelled": labelled, "seed": cfg.seed,
         "init": str(cfg.method.init), "init_loaded_tensors": init_info.get("num_loaded", 0),
         "steps": step, "minutes": round(minutes, 3), "train_scenes": n_train, "val_scenes": n_val,
-        "scene_split": mode, "model": to_dict(cfg.model), "grid_size": cfg.data.grid_size,
+        "scene_split": scenes.mode, "model": to_dict(cfg.model), "grid_size": cfg.data.grid_size,
         "eval_fragments": cfg.method.eval_fragments, "device": device,
-    }
+    }, scenes)
 
 
 __all__ = ["evaluate_semseg", "finetune_semseg", "load_backbone_init", "load_finetune_config"]

@@ -14,10 +14,18 @@ and write::
     RUN/backbone.safetensors + insseg_heads.safetensors (insseg) or det_head.safetensors (det)
     RUN/results.json results.txt
 
+The final evaluation announces itself (``evaluating N validation scenes ...``, console and
+``RUN/train.log``), shows its progress over the scenes when ``progress`` is on and records the
+headline metrics as ``final/<metric>`` TensorBoard scalars plus an hparams entry, as for semseg.
+
 Config layers (later wins): dataclass defaults < ``configs/pretrain/base.yaml`` <
 ``configs/finetune/<task>.yaml`` < ``--config FILE`` (a path or a shipped preset such as
 ``insseg_cpu_small``) < flags < ``--set key=value``; with ``resume`` the run folder's ``config.yaml``
 replaces the presets.
+
+Train/validation overlap is refused unless ``data.allow_overlap`` (``--allow-overlap``), and then
+marked in the results, as for semseg (:mod:`~contrast3d.evaluation.finetune`); ``--labels`` may
+name a published split file (:mod:`~contrast3d.evaluation.split_files`).
 
 Label budgets: limited annotations mask the semantic labels only (see
 :mod:`~contrast3d.evaluation.insseg_model` for how offsets and boxes use the unlabelled points). For
@@ -36,11 +44,12 @@ from typing import Any
 
 import torch
 
-from contrast3d.config import PRESET_DIR, ConfigError, preset_file, to_dict
+from contrast3d.config import PRESET_DIR, preset_file, to_dict
 from contrast3d.data.scene_dataset import SceneDataset
 from contrast3d.engine import distributed as D
 from contrast3d.engine.checkpoint import CheckpointError
 from contrast3d.engine.config import TrainConfig, load_train_config
+from contrast3d.engine.logging import progress as show_progress
 from contrast3d.engine.rng import derive_seed, seed_all
 from contrast3d.engine.trainer import PeriodicCallback, StepContext, Trainer
 from contrast3d.errors import DataError
@@ -48,7 +57,18 @@ from contrast3d.evaluation import det_model, insseg_model
 from contrast3d.evaluation.clustering import ClusterConfig
 from contrast3d.evaluation.det_model import DetModel, class_mean_sizes
 from contrast3d.evaluation.detection import BoxSelection, detection_table, evaluate_det
-from contrast3d.evaluation.finetune import _check_inputs, _flags, _init_backbone, _label_split
+from contrast3d.evaluation.finetune import (
+    _budget,
+    _check_inputs,
+    _flags,
+    _init_backbone,
+    _label_split,
+    _scene_split,
+    add_leak,
+    announce_evaluation,
+    record_final,
+    warn_leak,
+)
 from contrast3d.evaluation.insseg import evaluate_insseg
 from contrast3d.evaluation.insseg_model import (
     InsSegModel,
@@ -58,8 +78,8 @@ from contrast3d.evaluation.insseg_model import (
 )
 from contrast3d.evaluation.instance_metrics import InstanceEvalConfig
 from contrast3d.evaluation.semseg import _finite, raw_scenes
-from contrast3d.evaluation.semseg_data import resolve_scene_split
-from contrast3d.evaluation.splits import LabelBudget, LabelSplit
+from contrast3d.evaluation.semseg_data import SceneSplit
+from contrast3d.evaluation.splits import LabelSplit
 
 FINETUNE_PRESETS = PRESET_DIR / "finetune"
 
@@ -152,22 +172,19 @@ def finetune_task(task: str, data_dir: str | Path | None, init: str | Path | Non
     if not resume and last.is_file():
         raise CheckpointError(last, "the run folder already has a checkpoint; pass --resume to continue it or "
                                     "choose another --out")
-    try:
-        budget = LabelBudget.parse(cfg.method.labels)
-    except ValueError as err:
-        raise ConfigError("method.labels", str(err)) from None
+    budget = _budget(cfg, out, resume)
     seed_all(derive_seed(cfg.seed, 0))  # model initialisation: identical on every rank
     model = spec.build(cfg)
     init_info, report = _init_backbone(model.backbone(), cfg, out, resuming, lenient)
 
-    scenes = resolve_scene_split(cfg.data_root, cfg.data.val_fraction)
-    scenes.save(out / "scene_split.json")
+    scenes = _scene_split(cfg, out)
     on_error = "raise" if cfg.data.strict else "skip"
-    train = InstanceDataset(scenes.train, instance_train_transform(cfg.data, sparse_labels=budget.kind == "points"),
-                            on_error=on_error, keep_raw=cfg.data.cache_scenes, num_classes=cfg.model.num_classes,
-                            ignore_classes=cfg.method.ignore_classes, with_classes=spec.with_classes)
-    split = _label_split(out, train, budget, cfg.seed, resume)
+    train = InstanceDataset(scenes.train, None, on_error=on_error, keep_raw=cfg.data.cache_scenes,
+                            num_classes=cfg.model.num_classes, ignore_classes=cfg.method.ignore_classes,
+                            with_classes=spec.with_classes)
+    split = _label_split(out, train, budget, cfg.seed, resume, [p.name for p in scenes.val])
     train.apply_split(split)
+    train.transform = instance_train_transform(cfg.data, sparse_labels=bool(split.points))
     val = SceneDataset(scenes.val, None, on_error=on_error, keep_raw=cfg.data.cache_scenes)
     _check_inputs(cfg, val)
     first = val.raw(0)
@@ -181,6 +198,8 @@ def finetune_task(task: str, data_dir: str | Path | None, init: str | Path | Non
     ctx = D.init_distributed(cfg.device)
     if report is not None and ctx.is_main:
         print(report.summary(), flush=True)
+    if ctx.is_main:
+        warn_leak(scenes)
     per_rank = -(-len(train) // ctx.world_size)
     if cfg.loader.drop_last and per_rank < cfg.loader.batch_size:
         if ctx.is_main:
@@ -189,7 +208,8 @@ def finetune_task(task: str, data_dir: str | Path | None, init: str | Path | Non
         cfg.loader.batch_size = max(1, per_rank)
 
     def periodic(c: StepContext) -> dict[str, float]:
-        return spec.evaluate(c.method.model, raw_scenes(val), cfg, False, c.device)[1]
+        shown = show_progress(raw_scenes(val), desc="val", unit="scenes", enabled=cfg.progress and c.dist.is_main)
+        return spec.evaluate(c.method.model, shown, cfg, False, c.device)[1]
 
     try:
         if ctx.is_main and not resuming:
@@ -198,12 +218,17 @@ def finetune_task(task: str, data_dir: str | Path | None, init: str | Path | Non
         trainer = Trainer(cfg, model, train, instance_collate(cfg.data), out, ctx=ctx, callbacks=callbacks)
         result = trainer.fit(resume=resume)
         net = trainer.method.model
-        scores, headline = spec.evaluate(net, raw_scenes(val), cfg, True, trainer.device)
-        results = _results(spec, cfg, scores, headline, result.step, split, scenes.mode, len(train), len(val),
+        announce_evaluation(out, len(val), cfg.method.eval_fragments if spec.name == "insseg" else None,
+                            enabled=ctx.is_main)
+        shown = show_progress(raw_scenes(val), desc="evaluating", unit="scenes",
+                                    enabled=cfg.progress and ctx.is_main, run_dir=out if ctx.is_main else None)
+        scores, headline = spec.evaluate(net, shown, cfg, True, trainer.device)
+        results = _results(spec, cfg, scores, headline, result.step, split, scenes, len(train), len(val),
                            init_info, (time.perf_counter() - start) / 60.0, str(trainer.device))
         if ctx.is_main:
             table = scores.table() if hasattr(scores, "table") else detection_table(scores)
             write_task_results(out, results, table)
+            record_final(out, cfg, result.step, headline)
         D.barrier(ctx)
         return results
     finally:
@@ -211,28 +236,31 @@ def finetune_task(task: str, data_dir: str | Path | None, init: str | Path | Non
 
 
 def _results(spec: _Task, cfg: TrainConfig, scores: Any, headline: dict[str, float], step: int, split: LabelSplit,
-             mode: str, n_train: int, n_val: int, init_info: dict[str, Any], minutes: float,
+             scenes: SceneSplit, n_train: int, n_val: int, init_info: dict[str, Any], minutes: float,
              device: str) -> dict[str, Any]:
-    labelled = {"scenes": len(split.scenes)}
+    labelled: dict[str, Any] = {"scenes": len(split.scenes)}
     if split.points:
         labelled["points"] = int(sum(len(v) for v in split.points.values()))
+    if split.source:
+        labelled["file"] = split.source
     extra: dict[str, Any] = {}
     if spec.name == "insseg":
         c = cluster_config(cfg)
         extra = {"eval_fragments": cfg.method.eval_fragments,
                  "cluster": {"radius": c.radius, "min_points": c.min_points, "dual": c.dual}}
-    return {
+    return add_leak({
         "task": spec.name, **scores.to_dict(), **{k: v for k, v in headline.items() if k != "mIoU"},
         "label_budget": split.budget, "labelled": labelled, "seed": cfg.seed,
         "init": str(cfg.method.init), "init_loaded_tensors": init_info.get("num_loaded", 0),
         "steps": step, "minutes": round(minutes, 3), "train_scenes": n_train, "val_scenes": n_val,
-        "scene_split": mode, "model": to_dict(cfg.model), "grid_size": cfg.data.grid_size, "device": device,
+        "scene_split": scenes.mode, "model": to_dict(cfg.model), "grid_size": cfg.data.grid_size, "device": device,
         **extra,
-    }
+    }, scenes)
 
 
 def write_task_results(run_dir: str | Path, results: dict[str, Any], table: str) -> tuple[Path, Path]:
-    """``results.json`` (strict JSON, NaN -> null, written atomically) and ``results.txt`` (header + ``table``)."""
+    """``results.json`` (strict JSON, NaN -> null, written atomically) and ``results.txt`` (header + ``table``;
+    a ``WARNING:`` first line when ``results`` has a ``warning``, e.g. a train/validation leak)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     json_path, txt_path = run_dir / "results.json", run_dir / "results.txt"
@@ -242,7 +270,8 @@ def write_task_results(run_dir: str | Path, results: dict[str, Any], table: str)
     title = TASKS[results["task"]].title if results.get("task") in TASKS else "fine-tuning"
     header = (f"{title}, {results.get('val_scenes', '?')} validation scenes, init {results.get('init')}, "
               f"labels {results.get('label_budget')}, seed {results.get('seed')}, {results.get('steps')} steps")
-    txt_path.write_text(header + "\n" + table + "\n")
+    warning = f"WARNING: {results['warning']}\n" if results.get("warning") else ""
+    txt_path.write_text(warning + header + "\n" + table + "\n")
     return json_path, txt_path
 
 

@@ -10,7 +10,9 @@ per-scene arrays (points are independent, so scene boundaries do not matter), an
 * :func:`knn_probe`: each val point takes a (similarity-weighted) vote of its ``k`` nearest train
   points, computed with chunked matmul + top-k in torch.
 * :func:`extract_features` runs a backbone over :class:`~contrast3d.structures.PointBatch` es;
-  :class:`ProbeCallback` runs everything every ``K`` steps of a pre-training loop.
+  :class:`ProbeCallback` runs everything every ``K`` steps of a pre-training loop (with ``progress``,
+  its feature pass shows :func:`~contrast3d.engine.logging.progress`: a bar on a terminal, plain
+  lines otherwise).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from contrast3d.engine.logging import progress as show_progress
 from contrast3d.evaluation.collapse import collapse_stats
 from contrast3d.evaluation.metrics import (
     SegmentationScores,
@@ -213,6 +216,8 @@ class ProbeCallback:
         linear_kwargs, knn_kwargs: extra arguments of :func:`linear_probe` / :func:`knn_probe`.
         max_train_points: seeded subsample of the labelled train points per call.
         device: where features are computed; default the backbone's parameter device.
+        progress: show the feature pass over the batches (off: nothing is printed; the attribute
+            may be changed between calls, e.g. on for rank 0 only).
 
     :meth:`evaluate` returns scalars such as ``probe/linear_miou``, ``probe/knn_miou``,
     ``probe/feat_std``, ``probe/eff_rank``, ``probe/seconds`` (the engine's periodic callback
@@ -223,12 +228,13 @@ class ProbeCallback:
                  every: int = 1000, *, linear: bool = True, knn: bool = True, collapse: bool = True,
                  linear_kwargs: dict[str, Any] | None = None, knn_kwargs: dict[str, Any] | None = None,
                  max_train_points: int = 100_000, device: str | torch.device | None = None, seed: int = 0,
-                 prefix: str = "probe/") -> None:
+                 prefix: str = "probe/", progress: bool = False) -> None:
         self.train_batches, self.val_batches = list(train_batches), list(val_batches)
         self.num_classes, self.every = num_classes, every
         self.linear, self.knn, self.collapse = linear, knn, collapse
         self.linear_kwargs, self.knn_kwargs = dict(linear_kwargs or {}), dict(knn_kwargs or {})
         self.max_train_points, self.device, self.seed, self.prefix = max_train_points, device, seed, prefix
+        self.progress = progress
 
     def evaluate(self, backbone: nn.Module) -> dict[str, float]:
         """Run the probes now (whatever the step) and return the scalars."""
@@ -237,8 +243,12 @@ class ProbeCallback:
         if device is None:
             param = next(backbone.parameters(), None)
             device = param.device if param is not None else torch.device("cpu")
-        train = extract_features(backbone, self.train_batches, device)
-        val = extract_features(backbone, self.val_batches, device)
+        batches = self.train_batches + self.val_batches
+        unit = "scenes" if all(b.batch_size == 1 for b in batches) else "batches"
+        feats = extract_features(backbone, show_progress(batches, desc="probe features", unit=unit,
+                                                         enabled=self.progress), device)
+        n_train = sum(b.batch_size for b in self.train_batches)  # extract_features: one entry per scene
+        train, val = feats[:n_train], feats[n_train:]
         train_labels = [l for _, l in train if l is not None]
         val_labels = [l for _, l in val if l is not None]
         if len(train_labels) < len(train) or len(val_labels) < len(val):

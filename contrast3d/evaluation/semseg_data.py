@@ -4,8 +4,16 @@ Train/val scenes (:func:`resolve_scene_split`):
 
 * ``DIR/train/`` and ``DIR/val/`` both exist: their Pointcept scene folders (Pointcept's layout).
 * otherwise every scene folder under ``DIR`` (two levels deep), **sorted by path**; the last
-  ``ceil(val_fraction * n)`` scenes (at least 1, at most ``n - 1``) are the validation split. A
-  single scene is used for both training and validation (``mode: "single"``, an overfitting check).
+  ``ceil(val_fraction * n)`` scenes (at least 1, at most ``n - 1``) are the validation split.
+* a single scene: training and validation would be the same scene (``mode: "single"``).
+
+**Train/validation leaks are refused** (:func:`scene_overlap`): a validation scene that is also a
+training scene (the same folder name, the same folder behind a link, or byte-identical
+``coord.npy``), as with a single scene or a scene copied into both ``train/`` and ``val/``, is a
+:class:`~contrast3d.errors.DataError` naming the data folder and the scenes, unless
+``allow_overlap`` (``--allow-overlap``, ``data.allow_overlap``): then the overlap is kept in the
+split (``overlap``), and the run warns and marks its results (``leak`` / ``warning`` in
+``results.json``, a ``WARNING`` line in ``results.txt``).
 
 The split is saved as ``RUN/scene_split.json``.
 
@@ -19,6 +27,7 @@ when the randomly sampled point of that voxel is unlabelled.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from collections.abc import Iterable
@@ -31,7 +40,8 @@ from contrast3d.data import transforms as T
 from contrast3d.data.scene_dataset import SceneDataset, find_scene_dirs
 from contrast3d.data.voxelize import GridSample
 from contrast3d.errors import DataError
-from contrast3d.evaluation.splits import LabelBudget, LabelSplit, make_split
+from contrast3d.evaluation.split_files import read_split_file
+from contrast3d.evaluation.splits import LabelBudget, LabelSplit, make_split, split_from_file
 from contrast3d.io.pointcept import SEGMENT_FILES
 from contrast3d.structures import PointCloud
 
@@ -54,6 +64,8 @@ class SemsegDataConfig:
         elastic: Pointcept's elastic distortion (slow on large scenes).
         color_aug: chromatic auto-contrast, translation and jitter.
         val_fraction: fraction of the scenes used for validation when ``DIR`` has no train/val folders.
+        allow_overlap: run even when validation scenes are also training scenes (one scene: an
+            overfitting check); the results are marked as leaked (module docstring).
         class_names: names of the classes (default: ScanNet-20 when ``model.num_classes`` is 20).
         cache_scenes: keep the training scenes in memory (off for full ScanNet).
         strict: stop at the first unreadable scene instead of skipping it.
@@ -71,6 +83,7 @@ class SemsegDataConfig:
     elastic: bool = False
     color_aug: bool = True
     val_fraction: float = 0.2
+    allow_overlap: bool = False
     class_names: list[str] | None = None
     cache_scenes: bool = True
     strict: bool = False
@@ -87,21 +100,101 @@ class SemsegDataConfig:
 # ----------------------------------------------------------------------------- train / val scenes
 @dataclass
 class SceneSplit:
-    """Training and validation scene folders; ``mode`` is ``folders``, ``fraction`` or ``single``."""
+    """Training and validation scene folders; ``mode`` is ``folders``, ``fraction`` or ``single``;
+    ``overlap``: names of the validation scenes that are also training scenes (a leak, kept only
+    when allowed)."""
 
     train: list[Path]
     val: list[Path]
     mode: str
+    overlap: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "train": [str(p) for p in self.train], "val": [str(p) for p in self.val]}
+        return {"mode": self.mode, "train": [str(p) for p in self.train], "val": [str(p) for p in self.val],
+                "overlap": list(self.overlap)}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
 
+    def leak(self) -> dict | None:
+        """``None`` without overlap, else the record results carry: ``overlap`` (scene names), ``count``,
+        ``val_scenes``, ``mode`` and a one-line ``warning``."""
+        if not self.overlap:
+            return None
+        return {"overlap": list(self.overlap), "count": len(self.overlap), "val_scenes": len(self.val),
+                "mode": self.mode, "warning": leak_warning(self)}
 
-def resolve_scene_split(root: str | Path, val_fraction: float = 0.2) -> SceneSplit:
-    """Train/val scene folders of ``root`` (see the module docstring); :class:`DataError` if none."""
+
+def leak_warning(split: SceneSplit) -> str:
+    """The one-line warning of a split whose validation scenes overlap its training scenes."""
+    return (f"{len(split.overlap)} of the {len(split.val)} validation scene(s) are also training scenes "
+            f"({_names(split.overlap)}; allowed by --allow-overlap): these scores measure fitting, not "
+            "generalisation, and must not be compared with held-out results")
+
+
+def _names(names: list[str], at_most: int = 3) -> str:
+    shown = ", ".join(names[:at_most])
+    return shown + (f" and {len(names) - at_most} more" if len(names) > at_most else "")
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def scene_overlap(train: list[Path], val: list[Path]) -> dict[str, str]:
+    """Validation scenes that are also training scenes: ``{val scene name: why}``.
+
+    A validation scene overlaps when a training scene has its folder name, is the same folder
+    (links resolved) or has a byte-identical ``coord.npy`` (only files of equal size are hashed,
+    so this stays cheap on full ScanNet).
+    """
+    names = {p.name for p in train}
+    real = {p.resolve(): p.name for p in train}
+    out: dict[str, str] = {}
+    for p in val:
+        if p.name in names:
+            out[p.name] = "same name" if p.resolve() not in real else "same folder"
+        elif p.resolve() in real:
+            out[p.name] = f"same folder as training scene {real[p.resolve()]}"
+
+    def size(p: Path) -> int:
+        try:
+            return (p / "coord.npy").stat().st_size
+        except OSError:
+            return -1
+
+    by_size: dict[int, list[Path]] = {}
+    for p in train:
+        by_size.setdefault(size(p), []).append(p)
+    by_size.pop(-1, None)
+    digests: dict[Path, str] = {}
+
+    def digest(p: Path) -> str:
+        if p not in digests:
+            digests[p] = _digest(p / "coord.npy")
+        return digests[p]
+
+    for p in val:
+        same = by_size.get(size(p), [])
+        if p.name in out or not same:
+            continue
+        twin = next((t for t in same if digest(t) == digest(p)), None)
+        if twin is not None:
+            out[p.name] = f"same coord.npy as training scene {twin.name}"
+    return out
+
+
+def resolve_scene_split(root: str | Path, val_fraction: float = 0.2, allow_overlap: bool = False,
+                        allow_flag: str | None = "--allow-overlap") -> SceneSplit:
+    """Train/val scene folders of ``root`` (see the module docstring).
+
+    :class:`DataError` naming ``root`` when there are no scenes, or when validation scenes are also
+    training scenes and not ``allow_overlap`` (the message offers ``allow_flag`` when there is one).
+    """
     root = Path(root)
     if (root / "train").is_dir() and (root / "val").is_dir():
         parts = {}
@@ -109,15 +202,38 @@ def resolve_scene_split(root: str | Path, val_fraction: float = 0.2) -> SceneSpl
             parts[name] = find_scene_dirs(root / name, "coord.npy")
             if not parts[name]:
                 raise DataError(root / name, "no Pointcept scene folders (coord.npy) found")
-        return SceneSplit(parts["train"], parts["val"], "folders")
-    scenes = find_scene_dirs(root, "coord.npy")
-    if not scenes:
-        raise DataError(root, "no Pointcept scene folders (coord.npy) found; run 'contrast3d convert' or "
-                              "'contrast3d simulate' first")
-    if len(scenes) == 1:
-        return SceneSplit(scenes, scenes, "single")
-    n_val = min(len(scenes) - 1, max(1, math.ceil(val_fraction * len(scenes))))
-    return SceneSplit(scenes[:-n_val], scenes[-n_val:], "fraction")
+        split = SceneSplit(parts["train"], parts["val"], "folders")
+    else:
+        scenes = find_scene_dirs(root, "coord.npy")
+        if not scenes:
+            raise DataError(root, "no Pointcept scene folders (coord.npy) found; run 'contrast3d convert' or "
+                                  "'contrast3d simulate' first")
+        if len(scenes) == 1:
+            split = SceneSplit(scenes, scenes, "single", [scenes[0].name])
+        else:
+            n_val = min(len(scenes) - 1, max(1, math.ceil(val_fraction * len(scenes))))
+            split = SceneSplit(scenes[:-n_val], scenes[-n_val:], "fraction")
+    if split.mode != "single":
+        found = scene_overlap(split.train, split.val)
+        split.overlap = sorted(found)
+    else:
+        found = {split.overlap[0]: "the only scene"}
+    if split.overlap and not allow_overlap:
+        raise DataError(root, _refusal(split, found, allow_flag, val_fraction))
+    return split
+
+
+def _refusal(split: SceneSplit, found: dict[str, str], allow_flag: str | None, val_fraction: float) -> str:
+    allow = f", or pass {allow_flag} to run anyway (results are then marked as leaked)" if allow_flag else ""
+    if split.mode == "single":
+        return (f"only one scene ({split.overlap[0]}): it would be both the training and the validation scene, "
+                f"a train/validation leak; give more scenes (the last {100 * val_fraction:g} % by name are held "
+                f"out) or a train/ + val/ layout{allow}")
+    shown = "; ".join(f"{n} ({found[n]})" for n in split.overlap[:3])
+    more = f" and {len(split.overlap) - 3} more" if len(split.overlap) > 3 else ""
+    return (f"{len(split.overlap)} validation scene(s) are also training scenes: {shown}{more}, a "
+            f"train/validation leak; remove them from {'train/' if split.mode == 'folders' else 'the training scenes'}"
+            f" or rename the copies (every scene once){allow}")
 
 
 # ----------------------------------------------------------------------------- augmentation
@@ -223,8 +339,13 @@ class SemsegDataset(SceneDataset):
                                                     "needed for fine-tuning")
         return cloud.segment
 
-    def make_label_split(self, budget: LabelBudget, seed: int) -> LabelSplit:
-        """The scenes / labelled points of ``budget`` chosen by ``seed`` (:func:`make_split`)."""
+    def make_label_split(self, budget: LabelBudget, seed: int, val_names: Iterable[str] = ()) -> LabelSplit:
+        """The scenes / labelled points of ``budget`` chosen by ``seed`` (:func:`make_split`), or read
+        from its split file (:func:`split_from_file`; ``val_names`` name leaked scenes in its errors)."""
+        if budget.kind == "file":
+            table = read_split_file(budget.path)
+            counts = {n: len(self.labels(i)) for i, n in enumerate(self.names)} if table.kind == "points" else None
+            return split_from_file(table, self.names, counts, seed, val_names, str(budget))
         segments = ({n: self.labels(i) for i, n in enumerate(self.names)} if budget.kind == "points" else None)
         coords = ({n: self.raw(i).coord for i, n in enumerate(self.names)}
                   if budget.kind == "points" and budget.selection == "kmeans" else None)

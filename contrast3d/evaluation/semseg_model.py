@@ -5,7 +5,8 @@ the engine trains it unchanged.
 (``ignore_index=-1``); :func:`load_backbone_init` puts pre-trained weights into it through the one
 loader (:func:`~contrast3d.models.pretrained.load_into`): every key but ``final.*`` must match
 (unless lenient), ``final`` stays freshly initialised. The fine-tuned network is exported with its
-head and a record (``num_classes``), so ``contrast3d evaluate``-style reuse rebuilds it exactly.
+head and a record (``num_classes``, class names) as ``model`` besides ``backbone``, so ``contrast3d
+evaluate`` / ``predict`` (:mod:`contrast3d.evaluation.tester`) rebuild it exactly.
 """
 from __future__ import annotations
 
@@ -20,12 +21,17 @@ from torch import nn
 
 from contrast3d.engine.objective import Export, TrainObjective
 from contrast3d.errors import DataError
+from contrast3d.evaluation.semseg import default_class_names
 from contrast3d.evaluation.semseg_data import SemsegDataConfig
 from contrast3d.models.backbone import BackboneConfig, build_backbone, spunet_record
 from contrast3d.models.pretrained import LoadReport, load_into
 from contrast3d.structures import PointBatch, collate_points
 
 IGNORE_INDEX = -1
+#: File stem of the fine-tuned network with its classification head (``RUN/model.safetensors`` + ``.json``).
+MODEL_EXPORT = "model"
+#: ``extra["task"]`` of that export's record.
+MODEL_TASK = "semseg"
 
 
 @dataclass
@@ -85,10 +91,20 @@ class SemsegModel(TrainObjective):
         return self.net
 
     def exports(self) -> dict[str, Export]:
-        """The fine-tuned network with its head (``num_classes`` in the record)."""
-        record = spunet_record(self.net, self.model_cfg.preset, list(self.data_cfg.feat_keys), self.data_cfg.grid_size,
+        """The fine-tuned network, twice: ``backbone`` (what ``--init`` and bench read, unchanged) and
+        ``model`` (:data:`MODEL_EXPORT`, what ``contrast3d evaluate`` / ``predict`` read): the same
+        weights, head ``final`` included, with a record saying it is a semseg model (``extra.task``,
+        ``num_classes``, ``extra.class_names`` -- the configured names or the defaults)."""
+        feat_keys, grid = list(self.data_cfg.feat_keys), self.data_cfg.grid_size
+        record = spunet_record(self.net, self.model_cfg.preset, feat_keys, grid,
                                extra={"class_names": list(self.data_cfg.class_names or [])})
-        return {"backbone": Export(self.net, record)}
+        try:
+            names = default_class_names(self.num_classes, self.data_cfg.class_names)
+        except ValueError:  # a wrong-length data.class_names fails the final evaluation, with its own message
+            names = list(self.data_cfg.class_names or [])
+        model = spunet_record(self.net, self.model_cfg.preset, feat_keys, grid,
+                              extra={"task": MODEL_TASK, "class_names": names})
+        return {"backbone": Export(self.net, record), MODEL_EXPORT: Export(self.net, model)}
 
     def forward(self, batch: PointBatch) -> dict[str, torch.Tensor]:
         target = batch.segment

@@ -19,6 +19,18 @@
     are then drawn uniformly (seeded) from the unselected labelled points, so a scene always gets
     ``min(N, labelled points)`` distinct points. Written ``"20pts:kmeans"``.
 
+* **Published splits** (``--labels FILE``, :mod:`contrast3d.evaluation.split_files`): a ``.txt`` of
+  scene names (limited reconstructions, e.g. ScanNet's ``scannetv2_train_1.txt``) or a
+  ``.pth``/``.pkl``/``.npz``/``.json`` mapping scene names to labelled point indices (limited
+  annotations, Pointcept's / CSC's ``points20`` ...), so numbers compare with the papers. The seed
+  plays no part; the file's path and SHA-256 are recorded in the split (``source``).
+
+Budget names (:meth:`LabelBudget.parse`): ``all``; ``1%`` or CSC / Pointcept's ``tr1``, ``tr5``,
+``tr10``, ``tr20`` (percent of the training scenes, drawn by the seed); ``20pts``, ``20`` or
+``points20`` ... ``points200`` (points per scene, drawn by the seed: these names are budgets, not
+the published files: pass the file's path, e.g. ``./points20``, for those); a value with a path
+separator or a ``.txt``/``.pth``/``.pt``/``.pkl``/``.npz``/``.json`` suffix is a file.
+
 A split is a plain JSON-serialisable dict so it is saved in the run folder and reloaded exactly.
 """
 from __future__ import annotations
@@ -26,10 +38,13 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from contrast3d.evaluation.split_files import SplitFile, is_split_file, read_split_file
 
 #: How limited-annotation points are chosen.
 SELECTIONS = ("random", "kmeans")
@@ -39,12 +54,14 @@ KMEANS_ITERS = 50
 
 @dataclass
 class LabelBudget:
-    """``kind`` is ``"all"``, ``"scenes"`` (``value`` = percent of scenes) or ``"points"``
-    (``value`` = labelled points per scene); ``selection`` (points only) is ``random`` or ``kmeans``."""
+    """``kind`` is ``"all"``, ``"scenes"`` (``value`` = percent of scenes), ``"points"`` (``value`` =
+    labelled points per scene) or ``"file"`` (a published split file at ``path``); ``selection``
+    (points only) is ``random`` or ``kmeans``."""
 
     kind: str = "all"
     value: float = 100.0
     selection: str = "random"
+    path: str = ""
 
     def __post_init__(self) -> None:
         if self.selection not in SELECTIONS:
@@ -52,11 +69,14 @@ class LabelBudget:
 
     @classmethod
     def parse(cls, spec: str | None, selection: str | None = None) -> LabelBudget:
-        """``None``/``"all"``/``"100%"`` -> all; ``"1%"`` -> 1 % of scenes; ``"20pts"``/``"20"`` ->
-        20 points per scene; ``"20pts:kmeans"`` -> 20 k-means-selected points per scene.
+        """``None``/``"all"``/``"100%"`` -> all; ``"1%"``/``"tr1"`` -> 1 % of scenes; ``"20pts"``/``"20"``/
+        ``"points20"`` -> 20 points per scene; ``"20pts:kmeans"`` -> 20 k-means-selected points per
+        scene; a path (separator or known suffix) -> that split file (read later, by :func:`make_split`).
 
         ``selection`` (``random``/``kmeans``) applies to a points budget written without a suffix.
         """
+        if spec is not None and is_split_file(spec):
+            return cls("file", 0.0, path=spec.strip())
         text = "" if spec is None else spec.strip().lower()
         base, _, suffix = text.partition(":")
         base = base.strip()
@@ -67,21 +87,30 @@ class LabelBudget:
             if suffix:
                 raise ValueError(f"label budget {spec!r}: a selection only applies to a points budget")
             return cls("all", 100.0)
-        if m := re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", base):
-            value = float(m.group(1))
+        if m := re.fullmatch(r"(\d+(?:\.\d+)?)\s*%|tr(\d+(?:\.\d+)?)", base):
+            value = float(m.group(1) or m.group(2))
             if not 0 < value <= 100:
                 raise ValueError(f"label budget {spec!r}: percentage must be in (0, 100]")
             if suffix:
                 raise ValueError(f"label budget {spec!r}: a selection only applies to a points budget")
             return cls("scenes", value)
-        if m := re.fullmatch(r"(\d+)\s*(?:pts|points|p)?", base):
-            if int(m.group(1)) < 1:
+        if m := re.fullmatch(r"(\d+)\s*(?:pts|points|p)?|points\s*(\d+)", base):
+            count = int(m.group(1) or m.group(2))
+            if count < 1:
                 raise ValueError(f"label budget {spec!r}: at least 1 labelled point per scene (0 trains on nothing)")
-            return cls("points", float(m.group(1)), chosen)
-        raise ValueError(f"label budget {spec!r} not understood: use e.g. '1%' (scenes), '20pts' (points per "
-                         "scene) or '20pts:kmeans'")
+            return cls("points", float(count), chosen)
+        raise ValueError(f"label budget {spec!r} not understood: use e.g. '1%' or 'tr1' (scenes), '20pts' or "
+                         "'points20' (points per scene), '20pts:kmeans', or a split file (.txt of scene names, "
+                         ".pth/.pkl/.npz/.json of labelled point indices)")
+
+    @property
+    def needs_labels(self) -> bool:
+        """Whether :func:`make_split` needs the per-scene labels (points budgets and split files)."""
+        return self.kind in ("points", "file")
 
     def __str__(self) -> str:
+        if self.kind == "file":
+            return self.path
         if self.kind == "points":
             return f"{int(self.value)}pts" + ("" if self.selection == "random" else f":{self.selection}")
         return {"all": "all", "scenes": f"{self.value:g}%"}[self.kind]
@@ -89,17 +118,22 @@ class LabelBudget:
 
 @dataclass
 class LabelSplit:
-    """The scenes kept and, for the points budget, the labelled point indices per scene."""
+    """The scenes kept and, for the points budget, the labelled point indices per scene; ``source``
+    says which split file it came from (``file``, ``kind``, ``sha256``; empty when drawn by the seed)."""
 
     budget: str
     seed: int
     scenes: list[str]
     points: dict[str, list[int]] = field(default_factory=dict)
+    source: dict[str, str] = field(default_factory=dict)
 
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self)))
+        content = asdict(self)
+        if not content["source"]:  # a drawn split: the same bytes as before split files existed
+            del content["source"]
+        tmp.write_text(json.dumps(content))
         os.replace(tmp, path)
 
     @classmethod
@@ -179,15 +213,34 @@ def kmeans_points(coord: np.ndarray, k: int, rng: np.random.Generator, iters: in
     return np.sort(chosen).astype(np.int64)
 
 
+def split_from_file(table: SplitFile, scene_names: list[str], num_points=None, seed: int = 0,
+                    val_names: Iterable[str] = (), budget: str | None = None) -> LabelSplit:
+    """The :class:`LabelSplit` of a published split file, checked against the training scenes
+    (:meth:`~contrast3d.evaluation.split_files.SplitFile.check`; ``num_points``: scene -> point count;
+    ``budget``: the ``--labels`` text recorded, default the file's path)."""
+    table.check(scene_names, num_points, val_names)
+    points = {name: table.points[name].tolist() for name in sorted(table.points)}
+    return LabelSplit(budget or table.path, seed, sorted(table.scenes), points, table.source())
+
+
 def make_split(budget: LabelBudget, scene_names: list[str], segments: dict[str, np.ndarray] | None = None,
-               seed: int = 0, coords: dict[str, np.ndarray] | None = None) -> LabelSplit:
+               seed: int = 0, coords: dict[str, np.ndarray] | None = None, *,
+               val_names: Iterable[str] = ()) -> LabelSplit:
     """Choose the scenes (and labelled points) of ``budget`` reproducibly from ``seed``.
 
-    ``segments`` (scene -> ``(N,)`` labels) is needed for the points budget, ``coords`` (scene ->
-    ``(N, 3)`` metres) also for the ``kmeans`` selection. At least one scene is always kept.
+    ``segments`` (scene -> ``(N,)`` labels) is needed for the points budget and a split file,
+    ``coords`` (scene -> ``(N, 3)`` metres) also for the ``kmeans`` selection. At least one scene is
+    always kept. A split file (``budget.kind == "file"``) is read and checked (:func:`split_from_file`);
+    ``val_names`` (the validation scenes) only sharpen its error messages.
     """
     rng = np.random.default_rng(seed)
     names = sorted(scene_names)
+    if budget.kind == "file":
+        table = read_split_file(budget.path)
+        if table.kind == "points" and segments is None:
+            raise ValueError("a limited-annotation split file needs the per-scene labels (point counts)")
+        sizes = None if segments is None else {n: len(segments[n]) for n in names if n in segments}
+        return split_from_file(table, names, sizes, seed, val_names, str(budget))
     if budget.kind == "all":
         return LabelSplit(str(budget), seed, names)
     if budget.kind == "scenes":

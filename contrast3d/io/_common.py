@@ -83,6 +83,16 @@ def check_coords(coord: np.ndarray, source: PathLike, what: str = "coordinates")
         raise DataError(source, f"{bad} row(s) with NaN/Inf {what}")
 
 
+def point_coords(coord: np.ndarray, source: PathLike, what: str = "coordinates") -> np.ndarray:
+    """``(N, 3)`` numeric, finite, non-empty ``coord`` as float32 (metres), else a :class:`DataError`."""
+    if coord.ndim != 2 or coord.shape[1] != 3 or coord.dtype.kind not in "iuf":
+        raise DataError(source, f"expected (N, 3) numeric {what}, got {coord.shape} {coord.dtype}")
+    if coord.shape[0] == 0:
+        raise DataError(source, "empty point cloud (0 points)")
+    check_coords(coord, source, what)
+    return coord.astype(np.float32)
+
+
 def as_labels(values: np.ndarray, n: int, source: PathLike, what: str) -> np.ndarray:
     """``(N,)`` or ``(N, 1)`` integer-valued array -> ``(N,)`` int64, else :class:`DataError`."""
     values = np.asarray(values)

@@ -6,6 +6,7 @@ from pathlib import Path
 from contrast3d.errors import DataError
 from contrast3d.io._common import PathLike
 from contrast3d.io.mesh_text import read_obj, read_off
+from contrast3d.io.npz import read_npz_scene
 from contrast3d.io.ply import read_ply_auto
 from contrast3d.io.pointcept import is_pointcept_scene, read_pointcept_scene
 from contrast3d.io.s3dis import is_s3dis_room, read_s3dis_room
@@ -14,7 +15,7 @@ from contrast3d.io.semantickitti import find_label_file, read_semantickitti
 from contrast3d.structures import PointCloud, TriangleMesh
 
 #: File extensions ``read_any`` understands.
-FILE_FORMATS = (".ply", ".off", ".obj", ".bin")
+FILE_FORMATS = (".ply", ".off", ".obj", ".bin", ".npz")
 #: Folder layouts ``read_any`` understands.
 FOLDER_FORMATS = ("Pointcept scene (coord.npy)", "S3DIS room (Annotations/)",
                   "ScanNet scan (*_vh_clean_2.ply)", "ScanNet object export (*_pc_result.ply)")
@@ -25,7 +26,9 @@ def read_any(path: PathLike) -> PointCloud | TriangleMesh:
 
     Files: ``.ply`` (a :class:`TriangleMesh` when it has faces, else a :class:`PointCloud`),
     ``.off`` / ``.obj`` (meshes), ``.bin`` (SemanticKITTI scan, labels picked up from
-    ``NNNNNN.label`` beside it or in ``../labels/``). Folders: see :data:`FOLDER_FORMATS`.
+    ``NNNNNN.label`` beside it or in ``../labels/``), ``.npz`` (named per-point arrays, e.g. the frame
+    clouds of ``contrast3d prepare rgbd``: :func:`~contrast3d.io.npz.read_npz_scene`). Folders: see
+    :data:`FOLDER_FORMATS`.
     Raises :class:`DataError` for a missing path or an unsupported format.
     """
     p = Path(path)
@@ -50,4 +53,6 @@ def read_any(path: PathLike) -> PointCloud | TriangleMesh:
         return read_obj(p)
     if ext == ".bin":
         return read_semantickitti(p, find_label_file(p))
+    if ext == ".npz":
+        return read_npz_scene(p)
     raise DataError(p, f"unsupported format '{ext or p.name}' (expected {', '.join(FILE_FORMATS)} or a scene folder)")

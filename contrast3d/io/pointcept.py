@@ -4,6 +4,11 @@ Layout (Pointcept's ScanNet / S3DIS preprocessing): ``coord.npy`` ``(N, 3)`` flo
 ``(N, 3)`` 0..255 (uint8 or float), ``normal.npy`` ``(N, 3)``, ``segment20.npy`` /
 ``segment.npy`` ``(N,)`` int (-1 ignore), ``instance.npy``, ``superpoint.npy``; any other
 ``(N, ...)`` ``.npy`` becomes ``extra[stem]``.
+
+Label file names: the readers accept ``segment20.npy`` (Pointcept's ScanNet name, preferred when
+both exist) and ``segment.npy``; every writer of this project (``contrast3d convert``,
+``contrast3d simulate``, ``contrast3d prepare scenes`` for inputs without a label file name) writes
+:data:`SEGMENT_FILE`, ``segment.npy`` (Pointcept's generic name, whatever the label set).
 """
 from __future__ import annotations
 
@@ -21,11 +26,14 @@ from contrast3d.io._common import (
     check_coords,
     color_to_uint8,
     load_npy,
+    point_coords,
 )
 from contrast3d.structures import POINT_FIELDS, PointCloud
 
 #: Files tried, in order, for the semantic labels.
 SEGMENT_FILES = ("segment20", "segment")
+#: The semantic label file the writers produce (without ``.npy``).
+SEGMENT_FILE = "segment"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -56,14 +64,9 @@ def read_pointcept_scene(path: PathLike) -> PointCloud:
     coord_file = folder / "coord.npy"
     if not coord_file.is_file():
         raise DataError(folder, "no coord.npy: not a Pointcept scene folder")
-    coord = load_npy(coord_file)
-    if coord.ndim != 2 or coord.shape[1] != 3 or coord.dtype.kind not in "iuf":
-        raise DataError(coord_file, f"expected (N, 3) numeric coordinates, got {coord.shape} {coord.dtype}")
+    coord = point_coords(load_npy(coord_file), coord_file)
     n = coord.shape[0]
-    if n == 0:
-        raise DataError(coord_file, "empty point cloud (0 points)")
-    check_coords(coord, coord_file)
-    cloud = PointCloud(coord=coord.astype(np.float32), meta={"path": str(folder), "name": folder.name})
+    cloud = PointCloud(coord=coord, meta={"path": str(folder), "name": folder.name})
     files = {f.stem: f for f in sorted(folder.glob("*.npy")) if f.is_file()}
     if "color" in files:
         color = _vec3(load_npy(files["color"]), n, files["color"]).astype(np.float32) / np.float32(255.0)
@@ -96,7 +99,7 @@ def read_pointcept_scene(path: PathLike) -> PointCloud:
     return cloud.validate(str(folder))
 
 
-def write_pointcept_scene(path: PathLike, cloud: PointCloud, segment_name: str = "segment") -> None:
+def write_pointcept_scene(path: PathLike, cloud: PointCloud, segment_name: str = SEGMENT_FILE) -> None:
     """Write ``cloud`` as a Pointcept scene folder, atomically (temporary folder, then rename).
 
     ``coord``/``normal`` float32, ``color`` uint8 0..255 (like Pointcept), labels int32 (the

@@ -5,8 +5,9 @@
 ``render/<i>.npz`` (``tri`` int32 face index image, ``depth`` float32 exact depth),
 ``<scene>_mesh.ply`` (vertex colours, normals, ``label``, ``instance``, faces in mesh order)
 and ``meta.json``. ``<out>/pointcept/<scene>/``: coord / color (uint8) / normal /
-segment20 / instance ``.npy`` from points sampled on the mesh surface. Folders are
-written under a temporary name and renamed into place.
+segment (ScanNet-20 ids, the label file name of every writer:
+:data:`~contrast3d.io.pointcept.SEGMENT_FILE`) / instance ``.npy`` from points sampled on the
+mesh surface. Folders are written under a temporary name and renamed into place.
 """
 from __future__ import annotations
 
@@ -116,7 +117,7 @@ def export_scene(scene: SimScene, out: str | os.PathLike, frames: Iterable[Frame
     cloud = sample_surface(m, density, rng, mask)
     cloud.extra.pop("face")
     (out / "pointcept").mkdir(exist_ok=True)
-    write_pointcept_scene(out / "pointcept" / scene.name, cloud, segment_name="segment20")
+    write_pointcept_scene(out / "pointcept" / scene.name, cloud)
     return out / scene.name
 
 

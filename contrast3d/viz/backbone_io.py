@@ -22,8 +22,9 @@ def load_backbone(path: str | Path, device: str | torch.device = "cpu",
     """Weights through :func:`~contrast3d.models.pretrained.load_pretrained`; ``(model in eval mode, info)``.
 
     ``info`` has ``model`` (preset), ``in_channels``, ``num_classes``, ``feat_keys`` (list),
-    ``grid_size`` (metres), ``grid_size_guessed`` (the record only assumes it: a Pointcept ``.pth``)
-    and ``path``.
+    ``grid_size`` (metres), ``grid_size_guessed`` (the record only assumes it: a Pointcept ``.pth``),
+    ``path``, ``method``, ``step`` (training steps; ``None`` for a Pointcept ``.pth``, which does not
+    say) and ``class_names`` (a fine-tuned network's record, else ``None``).
     """
     from contrast3d.models.pretrained import load_pretrained
 
@@ -35,8 +36,53 @@ def load_backbone(path: str | Path, device: str | torch.device = "cpu",
         raise DataError(path, "the record gives no grid_size (metres)")
     info = {"model": rec.preset, "in_channels": rec.in_channels, "num_classes": rec.num_classes,
             "feat_keys": list(rec.feat_keys), "grid_size": float(rec.grid_size),
-            "grid_size_guessed": "grid_size" in rec.assumed, "path": str(path)}
+            "grid_size_guessed": "grid_size" in rec.assumed, "path": str(path), "method": rec.method,
+            "step": None if rec.assumed else int(rec.step),
+            "class_names": list(rec.extra.get("class_names") or []) or None}
     return pre.model, info
+
+
+#: ``--class-names`` tables: name -> the class names of that label set (``contrast3d.io.labels``).
+CLASS_TABLES = ("scannet20", "s3dis", "semantickitti")
+
+
+def resolve_class_names(spec: str, labels: np.ndarray | None = None, meta_names: Any = None,
+                        record_names: Any = None) -> tuple[list[str] | None, str]:
+    """Class names for legends, and where they came from.
+
+    Args:
+        spec: ``auto``; ``ids`` (no names); a table of :data:`CLASS_TABLES`; or a comma-separated list
+            (``"wall,floor,chair"``, id order).
+        labels: the ``(N,)`` int labels to be named (``auto`` uses their largest id).
+        meta_names, record_names: names from the scene's ``meta["class_names"]`` and from the network's
+            record (a fine-tuned model); ``auto`` takes the first given, else ScanNet-20 when every
+            label is below 20 (the project's label set), else none.
+
+    Returns:
+        ``(names or None, source)`` with source e.g. ``"scene"``, ``"weights record"``, ``"scannet20"``.
+    """
+    from contrast3d.io.labels import S3DIS_CLASSES, SCANNET20_CLASSES, SEMANTICKITTI_CLASSES
+
+    tables = {"scannet20": SCANNET20_CLASSES, "s3dis": S3DIS_CLASSES, "semantickitti": SEMANTICKITTI_CLASSES}
+    key = spec.strip().lower()
+    if key == "ids":
+        return None, "ids"
+    if key in tables:
+        return list(tables[key]), key
+    if key != "auto":
+        names = [n.strip() for n in spec.split(",")]
+        if not all(names):
+            raise DataError("--class-names", f"empty name in {spec!r} (expected auto, ids, "
+                                              f"{', '.join(CLASS_TABLES)} or a comma-separated list)")
+        return names, "--class-names"
+    if meta_names:
+        return [str(n) for n in meta_names], "scene"
+    if record_names:
+        return [str(n) for n in record_names], "weights record"
+    top = int(np.max(labels)) if labels is not None and np.size(labels) else -1
+    if 0 <= top < len(SCANNET20_CLASSES):
+        return list(SCANNET20_CLASSES), "scannet20"
+    return None, "ids"
 
 
 def read_scene(path: str | Path) -> PointCloud:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from contrast3d.errors import DataError
-from contrast3d.viz.render import Camera, auto_radius, new_figure, save_figure, splat
+from contrast3d.viz.render import Camera, auto_radius, hashed_colors, new_figure, save_figure, splat
 
 _GREY = np.array([0.72, 0.72, 0.72], np.float32)
 
@@ -44,19 +44,6 @@ def categorical_colors(ids: np.ndarray) -> np.ndarray:
     out[small] = palette[ids[small]]
     big = ids >= len(palette)
     out[big] = hashed_colors(ids[big])
-    return out
-
-
-def hashed_colors(ids: np.ndarray) -> np.ndarray:
-    """``(N,)`` int ids -> ``(N, 3)`` float32 RGB, a well-spread pseudo-random colour per id (``< 0`` grey)."""
-    from matplotlib.colors import hsv_to_rgb
-
-    ids = np.asarray(ids, np.int64)
-    k = np.abs(ids).astype(np.float64)
-    hsv = np.stack([np.mod(k * 0.6180339887, 1.0), 0.55 + 0.4 * np.mod(k * 0.7548776662, 1.0),
-                    0.65 + 0.3 * np.mod(k * 0.5698402910, 1.0)], axis=1)
-    out = hsv_to_rgb(hsv).astype(np.float32)
-    out[ids < 0] = _GREY
     return out
 
 

@@ -72,6 +72,28 @@ class Camera:
         return u, v, cam[:, 2]
 
 
+def framed_camera(coord: np.ndarray, height: int = 480, elevation: float = 65.0, max_aspect: float = 1.8,
+                  margin: float = 0.03) -> Camera:
+    """An oblique camera framed tightly on the points of a scene, the image width following its shape.
+
+    The camera looks across the scene's shorter horizontal side (azimuth -70 degrees when the scene is
+    longer in x, -20 when longer in y), so a long room lies across the image; the image is ``height``
+    pixels high and as wide as the projected points need (aspect clipped to ``[1 / max_aspect, max_aspect]``).
+    """
+    coord = np.asarray(coord, dtype=np.float64).reshape(-1, 3)
+    ext = coord.max(0) - coord.min(0)
+    azimuth = -70.0 if ext[0] >= ext[1] else -20.0
+    cam = Camera.fit(coord, azimuth=azimuth, elevation=elevation, image_size=(height, height), margin=margin)
+    proj = coord @ cam.rotation[:2].T
+    pmin, pmax = proj.min(0), proj.max(0)
+    span = np.maximum(pmax - pmin, 1e-6)
+    width = int(round(height * float(np.clip(span[0] / span[1], 1 / max_aspect, max_aspect))))
+    scale = float(np.min(np.array([width, height], np.float64) * (1 - 2 * margin) / span))
+    centre = (pmin + pmax) / 2
+    origin = np.array([centre[0] - width / (2 * scale), centre[1] + height / (2 * scale)])
+    return Camera(cam.rotation, origin, scale, (int(height), width))
+
+
 def auto_radius(num_points: int, image_size: tuple[int, int]) -> int:
     """A splat radius (pixels) that roughly closes the gaps between ``num_points`` points."""
     h, w = image_size
@@ -172,6 +194,82 @@ def save_figure(fig, out: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png", dpi=100, bbox_inches="tight")
     return out
+
+
+#: RGB in [0, 1] of unlabelled / ignored points (label ``-1``).
+UNLABELLED_GREY = (0.72, 0.72, 0.72)
+
+
+def hashed_colors(ids: np.ndarray) -> np.ndarray:
+    """``(N,)`` int ids -> ``(N, 3)`` float32 RGB, a well-spread pseudo-random colour per id (``< 0`` grey)."""
+    from matplotlib.colors import hsv_to_rgb
+
+    ids = np.asarray(ids, np.int64)
+    k = np.abs(ids).astype(np.float64)
+    hsv = np.stack([np.mod(k * 0.6180339887, 1.0), 0.55 + 0.4 * np.mod(k * 0.7548776662, 1.0),
+                    0.65 + 0.3 * np.mod(k * 0.5698402910, 1.0)], axis=1)
+    out = hsv_to_rgb(hsv).astype(np.float32)
+    out[ids < 0] = UNLABELLED_GREY
+    return out
+
+
+def class_palette(num_classes: int) -> np.ndarray:
+    """``(num_classes, 3)`` float32 RGB in [0, 1]: the fixed colour of every semantic class id.
+
+    Ids 0..19 take the ScanNet benchmark palette (``contrast3d.simulate.classes.CLASS_COLORS``, the
+    colours of the simulator's previews), the next ids matplotlib's ``tab20b`` (less the one colour it
+    shares with the ScanNet palette), larger ids :func:`hashed_colors`. The same id always gets the same
+    colour, in every picture.
+    """
+    import matplotlib
+
+    from contrast3d.simulate.classes import CLASS_COLORS
+
+    scannet = np.asarray(CLASS_COLORS, np.float32) / 255.0
+    more = np.asarray(matplotlib.colormaps["tab20b"].colors, np.float32)  # type: ignore[attr-defined]
+    more = more[np.abs(more[:, None] - scannet[None]).max(axis=2).min(axis=1) > 2 / 255]
+    base = np.concatenate([scannet, more])
+    if num_classes <= len(base):
+        return base[:num_classes].copy()
+    return np.concatenate([base, hashed_colors(np.arange(len(base), num_classes))]).astype(np.float32)
+
+
+def class_colors(ids: np.ndarray) -> np.ndarray:
+    """``(N,)`` int class ids -> ``(N, 3)`` float32 RGB from :func:`class_palette` (``< 0``: grey)."""
+    ids = np.asarray(ids, np.int64).reshape(-1)
+    out = np.empty((len(ids), 3), np.float32)
+    out[:] = UNLABELLED_GREY
+    if len(ids) and ids.max() >= 0:
+        palette = class_palette(int(ids.max()) + 1)
+        ok = ids >= 0
+        out[ok] = palette[ids[ok]]
+    return out
+
+
+def render_layers(coord: np.ndarray, layers: list[np.ndarray], view: Camera, point_radius: int | None = None,
+                  background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> tuple[list[np.ndarray], np.ndarray]:
+    """Render one cloud several times with different colours from one z-buffer pass.
+
+    Args:
+        coord: ``(N, 3)`` metres.
+        layers: ``(N, 3)`` float RGB in [0, 1] per picture.
+        view: the camera; point_radius: splat radius (default :func:`auto_radius`).
+
+    Returns:
+        ``([(H, W, 3) float32 image per layer], (H, W) int64 index of the point seen, -1 = background)``.
+    """
+    coord = np.asarray(coord, dtype=np.float64)
+    radius = auto_radius(len(coord), view.image_size) if point_radius is None else point_radius
+    u, v, depth = view.project(coord)
+    _, index = splat(u, v, depth, np.zeros((len(coord), 3), np.float32), view.image_size, radius, background)
+    seen = index >= 0
+    images = []
+    for colors in layers:
+        image = np.empty(index.shape + (3,), np.float32)
+        image[:] = np.asarray(background, np.float32)
+        image[seen] = np.clip(np.asarray(colors, np.float32), 0, 1)[index[seen]]
+        images.append(image)
+    return images, index
 
 
 def colorize(values: np.ndarray, cmap: str = "jet", vmin: float | None = None, vmax: float | None = None

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from contrast3d.viz.render import new_figure, save_figure
+from contrast3d.viz.render import class_colors, class_palette, new_figure, save_figure
 
 
 def _np(x: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -64,7 +65,7 @@ def tsne_plot(feats: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tenso
 
     Args:
         feats: ``(N, C)`` features; labels: ``(N,)`` int classes (``-1`` = ignore, left out).
-        class_names: names indexed by class id (legend); default the ids.
+        class_names: names indexed by class id (legend); default ``class <id>``.
         max_points: stratified, seeded subsample size (see :func:`stratified_subsample`).
         normalize: L2-normalise the features first (what cosine-trained features need).
         threads: thread cap of the embedding, see :func:`tsne_embed`.
@@ -83,21 +84,43 @@ def tsne_plot(feats: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tenso
     if normalize:
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     emb = tsne_embed(x, seed, perplexity, threads)
-    import matplotlib
-
-    y = labels[index]
-    classes = np.unique(y)
-    cmap = matplotlib.colormaps["tab20" if len(classes) > 10 else "tab10"]
-    fig = new_figure(8.5, 6.5)
-    ax = fig.add_subplot(1, 1, 1)
-    for i, c in enumerate(classes):
-        m = y == c
-        name = class_names[c] if class_names is not None and c < len(class_names) else str(c)
-        ax.scatter(emb[m, 0], emb[m, 1], s=4, color=cmap(i % cmap.N), label=f"{name} ({int(m.sum())})",
-                   linewidths=0, alpha=0.8)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=3, fontsize=8, frameon=False)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title or f"t-SNE of {len(index)} points, {feats.shape[1]}-d features")
+    fig = tsne_figure(emb, labels[index], class_names,
+                      title or f"t-SNE of {len(index)} points, {feats.shape[1]}-d features")
     save_figure(fig, out_png)
     return emb, index
+
+
+def class_label(class_id: int, class_names: Sequence[str] | None) -> str:
+    """The legend name of ``class_id``: its entry of ``class_names`` when there is one, else the id."""
+    if class_names is not None and 0 <= class_id < len(class_names) and str(class_names[class_id]):
+        return str(class_names[class_id])
+    return f"class {class_id}"
+
+
+def tsne_figure(emb: np.ndarray, labels: np.ndarray, class_names: Sequence[str] | None = None,
+                title: str | None = None) -> Any:
+    """Scatter of a ``(M, 2)`` embedding coloured by ``(M,)`` int class (not saved).
+
+    Colours are the fixed class palette (:func:`~contrast3d.viz.render.class_palette`, the same in the
+    prediction pictures); the legend, right of the plot, names each class with its point count.
+    """
+    emb, labels = np.asarray(emb, np.float64), np.asarray(labels, np.int64).reshape(-1)
+    classes = np.unique(labels)
+    palette = class_palette(int(classes.max()) + 1 if len(classes) else 0)
+    fig = new_figure(8.5, 6.5)
+    ax = fig.add_subplot(1, 1, 1)
+    size = float(np.clip(12000 / max(len(emb), 1), 3, 16))
+    for c in classes:
+        m = labels == c
+        color = palette[c] if c >= 0 else class_colors(np.array([-1]))[0]
+        name = f"{class_label(int(c), class_names)} ({int(m.sum())})"
+        ax.scatter(emb[m, 0], emb[m, 1], s=size, color=color, label=name, linewidths=0, alpha=0.85)
+    ncol = 1 if len(classes) <= 22 else 2
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=max(1.0, 6 / np.sqrt(size)), fontsize=9,
+              frameon=False, ncol=ncol, handletextpad=0.3, title="class (points)", title_fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_aspect("equal", adjustable="datalim")
+    if title:
+        ax.set_title(title)
+    return fig

@@ -56,18 +56,20 @@ def _model(num_classes: int = 20) -> SemsegModel:
 def test_scene_split_folders_and_deterministic_fraction(tmp_path):
     for name in ("b", "a", "c", "e", "d"):
         (tmp_path / "flat" / name).mkdir(parents=True)
-        np.save(tmp_path / "flat" / name / "coord.npy", np.zeros((1, 3), np.float32))
+        np.save(tmp_path / "flat" / name / "coord.npy", np.full((1, 3), ord(name), np.float32))  # distinct scenes
     split = resolve_scene_split(tmp_path / "flat", 0.2)
     assert split.mode == "fraction" and [p.name for p in split.train] == ["a", "b", "c", "d"]
     assert [p.name for p in split.val] == ["e"]
     for part, names in (("train", "xy"), ("val", "z")):
         for name in names:
             (tmp_path / "tv" / part / name).mkdir(parents=True)
-            np.save(tmp_path / "tv" / part / name / "coord.npy", np.zeros((1, 3), np.float32))
+            np.save(tmp_path / "tv" / part / name / "coord.npy", np.full((1, 3), ord(name), np.float32))
     split = resolve_scene_split(tmp_path / "tv")
     assert split.mode == "folders" and [p.name for p in split.val] == ["z"] and len(split.train) == 2
-    single = resolve_scene_split(tmp_path / "tv" / "val")
-    assert single.mode == "single" and single.train == single.val
+    with pytest.raises(DataError, match="only one scene"):
+        resolve_scene_split(tmp_path / "tv" / "val")
+    single = resolve_scene_split(tmp_path / "tv" / "val", allow_overlap=True)
+    assert single.mode == "single" and single.train == single.val and single.overlap == ["z"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no Pointcept scene"):
         resolve_scene_split(tmp_path / "empty")
@@ -192,9 +194,10 @@ def test_overfits_one_scene(ft_root, tmp_path):
     part.meta = {}
     write_pointcept_scene(tmp_path / "one" / "scene", part)
     res = finetune_semseg(tmp_path / "one", "scratch", tmp_path / "run",
-                          overrides=TINY + NO_AUG + ["data.grid_size=0.1", "loader.batch_size=1", "optim.lr=0.1"],
+                          overrides=TINY + NO_AUG + ["data.grid_size=0.1", "loader.batch_size=1", "optim.lr=0.1",
+                                                   "data.allow_overlap=true"],
                           steps=80, device="cpu", progress=False)
-    assert res["scene_split"] == "single" and res["mIoU"] > 0.5, res["mIoU"]
+    assert res["scene_split"] == "single" and res["leak"]["overlap"] == ["scene"] and res["mIoU"] > 0.5, res["mIoU"]
 
 
 def test_presets_resolve():
