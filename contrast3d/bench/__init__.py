@@ -13,6 +13,7 @@ interval over seeds, a scratch run with 2.5x the fine-tuning steps as a control,
   how label budgets apply;
 * :mod:`contrast3d.bench.jobs` — running them in worker processes, reuse by config digest, resume;
 * :mod:`contrast3d.bench.stats` — paired differences, mean, t interval;
+* :mod:`contrast3d.bench.variants` — ``--variant``: a method with settings switched, paired with its base method;
 * :mod:`contrast3d.bench.report` and :mod:`contrast3d.bench.figures` — summaries, Markdown / HTML, PNGs.
 
 New methods appear without code changes: everything a method needs is in its

@@ -21,7 +21,11 @@ Summaries (all mIoU / IoU in percent):
   secondary metrics' means, the paired gains over scratch and scratch-long and the control, computed
   exactly as the semseg ones above (:func:`task_summary`), the fine-tuning cost and how the label
   budgets apply to the task (``budget_note``). The top-level ``miou`` / ``gains`` / ``gains_vs_long`` /
-  ``control`` are semseg's.
+  ``control`` are semseg's;
+* variants (``--variant``, :mod:`contrast3d.bench.variants`): rows of their own in every table above, and
+  ``variant_gains``: each variant minus its base method, paired by (pre-training seed, fine-tuning seed),
+  per task headline metric and budget and for the linear / kNN probes (by (pre-training seed, probe seed)),
+  mean and 95 % t interval over the pairs.
 """
 from __future__ import annotations
 
@@ -39,13 +43,15 @@ import numpy as np
 from contrast3d.bench.figures import PLOTS, TASK_PLOTS, class_order, fmt
 from contrast3d.bench.stats import MeanCI, mean_ci, paired_stats
 from contrast3d.bench.tasks import TASKS
+from contrast3d.bench.variants import variant_gains
 
 Block = tuple  # ("h1"|"h2"|"h3"|"p", text) | ("table", header, rows) | ("img", file, caption) | ("ul", items)
 
 
 # ----------------------------------------------------------------------------- summaries
 def _labels(records: list[dict[str, Any]], methods: list[str]) -> list[str]:
-    """Row order: scratch, scratch-long, their variants, then the methods in the order given."""
+    """Row order: scratch, scratch-long, their matched versions, then the methods (and variants) in the order
+    given."""
     seen = list(dict.fromkeys(r["method"] for r in records if r["kind"] in ("finetune", "probe")))
     scratch = sorted((m for m in seen if m.startswith("scratch")), key=lambda m: (len(m.split("[")[0]), m))
     return scratch + [m for m in methods if m in seen and not m.startswith("scratch")]
@@ -123,7 +129,8 @@ def _task_block(name: str, ft: list[dict[str, Any]], labels: list[str], budgets:
 def summarize(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
     """``results.json``: ``meta`` plus the summaries of the module docstring and every run record."""
     cfg = meta["config"]
-    budgets, labels = cfg["labels"], _labels(records, cfg["methods"])
+    variants = meta.get("variants") or []
+    budgets, labels = cfg["labels"], _labels(records, cfg["methods"] + [v["name"] for v in variants])
     ft_all = [r for r in records if r["kind"] == "finetune"]
     ft = [r for r in ft_all if _task_of(r) == "semseg"]
     tasks = {t: _task_block(t, [r for r in ft_all if _task_of(r) == t], labels, budgets)
@@ -178,9 +185,11 @@ def summarize(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, 
         shas.setdefault((r["budget"], int(r["seed"])), set()).add(r.get("split_sha", ""))
     pairing = {"same_split_per_budget_and_seed": all(len(v) == 1 for v in shas.values()),
                "splits": {f"{b} seed {s}": sorted(v) for (b, s), v in sorted(shas.items())}}
+    measures = [(t, "finetune", TASKS[t].metric) for t in tasks]
+    measures += [("probe", "probe", "linear_miou"), ("probe", "probe", "knn_miou")]
     return {**meta, "labels": labels, "miou": miou, "gains": gains, "gains_vs_long": vs_long, "control": control,
             "probes": probe_rows, "per_class": per_class, "cost": cost, "pairing": pairing, "tasks": tasks,
-            "runs": records}
+            "variant_gains": variant_gains(records, variants, budgets, measures), "runs": records}
 
 
 def _max(values: Any) -> float | None:
@@ -255,6 +264,32 @@ def task_blocks(s: dict[str, Any], name: str, figures: dict[str, str]) -> list[B
     return blocks
 
 
+_MEASURE = {"linear_miou": "linear probe mIoU", "knn_miou": "kNN probe mIoU"}
+
+
+def variant_blocks(s: dict[str, Any]) -> list[Block]:
+    """The Variants section: each variant's paired gain over its base method (none without ``--variant``)."""
+    info = {v["name"]: v for v in s.get("variants") or []}
+    if not info:
+        return []
+    rows = []
+    for r in s.get("variant_gains") or []:
+        same = " (same config as base)" if info.get(r["variant"], {}).get("same_config_as_base") else ""
+        measure = _MEASURE.get(r["metric"], f"{r['metric']} ({r['task']})")
+        ci = f" [{fmt(r['low'], sign=True)}, {fmt(r['high'], sign=True)}]" if r.get("low") is not None else ""
+        rows.append([r["variant"], r["base"], f"`{r['describe']}`{same}", measure, r["budget"],
+                     (fmt(r["mean"], sign=True) + ci) if r.get("mean") is not None else "–", str(r["n"]),
+                     r["verdict"]])
+    return [("h2", "Variants"),
+            ("table", ["variant", "base", "overrides", "measure", "budget", "gain vs base [95 % CI]", "n", "verdict"],
+             rows),
+            ("p", "A variant is its base method pre-trained with the settings shown (`@PRESET` layered over the "
+                  "method's cpu_small preset, KEY=VALUE last); its gain over scratch is in the tables above. Here: "
+                  "the variant's score minus its base method's for each (pre-training seed, fine-tuning seed) — "
+                  "the same pre-training seed, label split, data order and augmentation (probes: the same probe "
+                  "seed) — in points; mean and 95 % t confidence interval over the n pairs.")]
+
+
 def build_blocks(s: dict[str, Any], figures: dict[str, str]) -> list[Block]:
     """The report as blocks, rendered to Markdown and HTML alike."""
     cfg, budgets = s["config"], s["config"]["labels"]
@@ -274,6 +309,12 @@ def build_blocks(s: dict[str, Any], figures: dict[str, str]) -> list[Block]:
     lines = _verdict_lines(s["gains"], "mIoU", " (semseg)" if extra else "")
     for t in extra:
         lines += _verdict_lines(s["tasks"][t]["gains"], s["tasks"][t]["metric"], f" ({t})")
+    for r in s.get("variant_gains") or []:
+        if r["task"] == "semseg":
+            ci = f"95 % CI {fmt(r['low'], sign=True)} … {fmt(r['high'], sign=True)}" if r.get("low") is not None \
+                else "no CI"
+            lines.append(f"variant {r['variant']} (`{r['describe']}`) at {r['budget']}: {fmt(r['mean'], sign=True)} "
+                         f"mIoU over {r['base']} (paired over {r['n']} run(s), {ci}): **{r['verdict']}**.")
     for r in s["control"]:
         lines.append(f"control {r['method']} − {r['baseline']} at {r['budget']}: {fmt(r['mean'], sign=True)} "
                      f"mIoU ({r['verdict']}).")
@@ -296,6 +337,7 @@ def build_blocks(s: dict[str, Any], figures: dict[str, str]) -> list[Block]:
                                                 "gray: scratch-long − scratch)."))
     for t in extra:
         blocks += task_blocks(s, t, figures)
+    blocks += variant_blocks(s)
     blocks.append(("h2", "Frozen-feature probes (mIoU %)"))
     prow = []
     for r in s["probes"]:
@@ -355,7 +397,6 @@ def build_blocks(s: dict[str, Any], figures: dict[str, str]) -> list[Block]:
                         "pre-trained backbones, split files (checked above over every task's runs), seeds, steps and "
                         "engine trainer as semantic segmentation; only the heads and losses differ. How the label "
                         "budgets apply is stated in each task's section.")
-    blocks.append(("ul", proto))
     blocks.append(("ul", proto))
     if s["skipped"] or s["failed"]:
         blocks.append(("h2", "Skipped and failed runs"))
@@ -454,4 +495,4 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-__all__ = ["build_blocks", "summarize", "to_html", "to_markdown", "write_report"]
+__all__ = ["build_blocks", "summarize", "to_html", "to_markdown", "variant_blocks", "write_report"]

@@ -33,6 +33,14 @@ Protocol (what is run, in this order):
    for semseg; the report states this in each task's section (``tasks.<task>.budget_note`` in
    ``results.json``).
 
+**Variants** (``--variant NAME=METHOD:KEY=VALUE[;KEY=VALUE...]`` or ``NAME=METHOD:@PRESET``,
+:mod:`contrast3d.bench.variants`): a method row ``NAME`` of its own, pre-trained in ``OUT/pretrain/NAME/``
+with ``METHOD``'s config of step 1 plus its settings (``@PRESET`` over ``<method>_cpu_small``, ``KEY=VALUE``
+layered last, so they enter its digest; the base method's runs are unchanged; ``pre_stages`` are the base
+method's), then probed and fine-tuned exactly as in steps 2-4. Each variant's config is built once before
+anything runs (a bad one: one error naming ``--variant``); a base method missing from ``--methods`` is
+added. The report pairs a variant with its base by (pre-training seed, fine-tuning seed).
+
 Pairing. One label split per (budget, seed) is made here (:func:`make_splits`, saved as
 ``OUT/splits/<budget>_s<seed>.json``, the scene list of ``1%`` budgets included) and copied into
 every run of that (budget, seed) — of every task — as ``label_split.json``, which :func:`finetune_semseg`
@@ -69,6 +77,7 @@ from typing import Any, Literal
 from contrast3d.bench.data import SMOKE, BenchData, build_builtin_data, open_data
 from contrast3d.bench.jobs import JOB_FILE, Job, JobRunner
 from contrast3d.bench.tasks import TASKS, parse_tasks
+from contrast3d.bench.variants import Variant, parse_variants
 from contrast3d.config import ConfigError, config_digest, merge, to_dict
 from contrast3d.errors import DataError
 from contrast3d.evaluation.splits import LabelBudget
@@ -105,6 +114,8 @@ class BenchConfig:
         probe_scenes: scenes per split used by the probes.
         num_classes: classes of the labels (ScanNet-20).
         quiet: no progress output.
+        variants: ``--variant`` strings ``NAME=METHOD:KEY=VALUE[;...]`` / ``NAME=METHOD:@PRESET``
+            (:mod:`contrast3d.bench.variants`); a missing base method is added to ``methods``.
     """
 
     methods: list[str] = field(default_factory=lambda: ["scratch", "pointcontrast"])
@@ -125,6 +136,7 @@ class BenchConfig:
     probe_scenes: int = 8
     num_classes: int = 20
     quiet: bool = False
+    variants: list[str] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- configs
@@ -137,8 +149,12 @@ def _fields(cls: Any) -> set[str]:
 
 
 def pretrain_config(name: str, spec: Any, data_root: str | Path, seed: int, steps: int | None, smoke: bool,
-                    overrides: list[str] | tuple[str, ...] = ()):
-    """The resolved pre-training :class:`~contrast3d.engine.config.TrainConfig` (module docstring, step 1)."""
+                    overrides: list[str] | tuple[str, ...] = (), presets: list[str] | tuple[str, ...] = ()):
+    """The resolved pre-training :class:`~contrast3d.engine.config.TrainConfig` (module docstring, step 1).
+
+    ``presets`` (a variant's ``@PRESET`` items) are layered over ``<name>_cpu_small`` and under the bench's
+    flags, keeping the steps the config has without them; ``overrides`` (``--set`` strings) are layered last.
+    """
     from contrast3d.config import preset_names
     from contrast3d.methods import method_config
 
@@ -154,7 +170,9 @@ def pretrain_config(name: str, spec: Any, data_root: str | Path, seed: int, step
                           "loader": {"num_workers": 0}})
     if steps or smoke:
         flags["steps"] = int(steps or SMOKE_PRETRAIN_STEPS)
-    cfg = method_config(name, files=files, flags=flags, overrides=list(overrides))
+    elif presets:  # a layered preset (e.g. paper scale) does not change the bench's pre-training budget
+        flags["steps"] = pretrain_config(name, spec, data_root, seed, steps, smoke).steps
+    cfg = method_config(name, files=files + list(presets), flags=flags, overrides=list(overrides))
     cfg.checkpoint_every = max(1, cfg.steps // 5)
     cfg.log_every = max(1, min(cfg.log_every, cfg.steps // 10))
     return cfg
@@ -286,38 +304,71 @@ def _check_instances(data: BenchData, tasks: list[str]) -> None:
                                    "need instance labels in every scene of DATA/scenes/train and DATA/scenes/val")
 
 
-def _pretrain_chain(name: str, spec: Any, data: BenchData, seed: int, cfg: BenchConfig, out: Path) -> list[Job]:
-    """The jobs of one (method, seed) pre-training: its ``pre_stages`` (if any), then the main run."""
+def _check_variants(cfg: BenchConfig, methods: list[str]) -> tuple[list[str], list[Variant], list[dict[str, Any]]]:
+    """Parse ``--variant`` and build each variant's pre-training config once (any problem: one ``DataError``
+    naming ``--variant``). Returns the methods with missing base methods added, the variants and their
+    ``results.json`` records (``same_config_as_base``: the settings change nothing)."""
+    from contrast3d.methods import METHODS
+
+    variants = parse_variants(cfg.variants, methods)
+    methods = methods + list(dict.fromkeys(v.method for v in variants if v.method not in methods))
+    seed = cfg.pretrain_seeds[0] if cfg.pretrain_seeds else 0
+    infos = []
+    for v in variants:
+        spec = METHODS[v.method]
+        try:
+            mine = pretrain_config(v.method, spec, "DATA", seed, cfg.pretrain_steps, cfg.smoke, v.overrides,
+                                   v.presets)
+            base = pretrain_config(v.method, spec, "DATA", seed, cfg.pretrain_steps, cfg.smoke)
+        except DataError as err:
+            raise DataError("--variant", f"'{v.name}': {err.source.removeprefix('--set ')}: {err.reason}") from None
+        except ValueError as err:  # a config's own check (__post_init__)
+            raise DataError("--variant", f"'{v.name}': {err}") from None
+        infos.append({**v.to_dict(), "same_config_as_base": config_digest(mine) == config_digest(base)})
+    return methods, variants, infos
+
+
+def _pretrain_chain(name: str, spec: Any, data: BenchData, seed: int, cfg: BenchConfig, out: Path,
+                    variant: Variant | None = None) -> list[Job]:
+    """The jobs of one (method or variant, seed) pre-training: the method's ``pre_stages`` (if any; a variant
+    shares its base method's, same keys and folders), then the main run (a variant's settings layered)."""
     root = data.folder(spec.data_kind)
-    folder = out / "pretrain" / name / f"p{seed}"
+    folder = out / "pretrain" / (variant.name if variant else name) / f"p{seed}"
     stages = list(getattr(spec, "pre_stages", ()) or ())
     chain = []
     for st in stages:
         scfg = pretrain_config(name, spec, root, seed, cfg.pretrain_steps, cfg.smoke, st.get("overrides", []))
         # beside the main run's folder, never inside it: starting the main run afresh clears its folder
-        chain.append(Job("pretrain", (name, seed, st["name"]), folder.parent / f"p{seed}-stage-{st['name']}",
+        stage_folder = out / "pretrain" / name / f"p{seed}-stage-{st['name']}"
+        chain.append(Job("pretrain", (name, seed, st["name"]), stage_folder,
                          _digest(scfg, data_root=data.digest), {"cfg": scfg, "spec": spec, "stage": st}))
-    main = pretrain_config(name, spec, root, seed, cfg.pretrain_steps, cfg.smoke)
-    chain.append(Job("pretrain", (name, seed), folder, _digest(main, data_root=data.digest),
-                     {"cfg": main, "spec": spec}))
+    main = pretrain_config(name, spec, root, seed, cfg.pretrain_steps, cfg.smoke,
+                           variant.overrides if variant else (), variant.presets if variant else ())
+    chain.append(Job("pretrain", (variant.name if variant else name, seed), folder,
+                     _digest(main, data_root=data.digest), {"cfg": main, "spec": spec}))
     return chain
 
 
-def _run_pretraining(methods: list[str], data: BenchData, cfg: BenchConfig, out: Path, runner: JobRunner
-                     ) -> dict[tuple, dict[str, Any]]:
-    """Pre-train every (method, seed): round r runs the r-th job of every chain (stages feed the next)."""
+def _run_pretraining(methods: list[str], data: BenchData, cfg: BenchConfig, out: Path, runner: JobRunner,
+                     variants: list[Variant] | None = None) -> dict[tuple, dict[str, Any]]:
+    """Pre-train every (method or variant, seed): round r runs the r-th job of every chain (stages feed the
+    next; a stage shared by a method and its variants runs once). Keys: ``(label, pretrain seed)``."""
     from contrast3d.methods import METHODS
 
     chains = [_pretrain_chain(m, METHODS[m], data, s, cfg, out) for m in methods if m != "scratch"
               for s in cfg.pretrain_seeds]
+    chains += [_pretrain_chain(v.method, METHODS[v.method], data, s, cfg, out, v) for v in variants or []
+               for s in cfg.pretrain_seeds]
     rounds = max((len(c) for c in chains), default=0)
     results: dict[tuple, dict[str, Any]] = {}
     for r in range(rounds):
         batch = []
+        keys: set[tuple] = set()
         for chain in chains:
-            if r >= len(chain):
+            if r >= len(chain) or chain[r].key in keys:
                 continue
             job = chain[r]
+            keys.add(job.key)
             if r > 0:  # feed the previous stage's export into this one
                 prev = chain[r - 1]
                 got = results.get(prev.key)
@@ -343,8 +394,9 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     methods = _check_methods(cfg.methods)
+    methods, variants, variant_info = _check_variants(cfg, methods)
+    out.mkdir(parents=True, exist_ok=True)
     try:
         tasks = parse_tasks(cfg.tasks)
     except ValueError as err:
@@ -369,7 +421,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     t_data = time.perf_counter()
     splits = make_splits(data, budgets, cfg.seeds, out)
     runner = JobRunner(cfg.jobs, threads, cfg.resume, cfg.quiet)
-    pre = _run_pretraining(methods, data, cfg, out, runner)
+    pre = _run_pretraining(methods, data, cfg, out, runner, variants)
     t_pre = time.perf_counter()
 
     base_cfg = finetune_config(data.scenes, "scratch", budgets[0], cfg.seeds[0], cfg.finetune_steps, cfg.smoke)
@@ -455,6 +507,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     meta = {"config": {**dataclasses.asdict(cfg), "methods": methods, "labels": budgets, "tasks": tasks,
                        "threads": threads},
             "data": {"root": str(data.root), "digest": data.digest, "builtin": data.builtin, **data.info},
+            "variants": variant_info,
             "finetune_steps": steps, "long_steps": long_steps, "signatures": sigs, "baseline_of": baseline_of,
             "skipped": skipped, "failed": runner.failed, "reused_runs": runner.reused,
             "minutes": {"data_and_setup": round((t_data - t0) / 60, 2), "pretrain": round((t_pre - t_data) / 60, 2),

@@ -1,6 +1,7 @@
 """``contrast3d bench``: pre-train, probe and fine-tune every method under every label budget and
-seed, and report what each method buys over scratch (paired by seed, 95 % CI) and at what cost.
-See :mod:`contrast3d.bench`."""
+seed, and report what each method buys over scratch (paired by seed, 95 % CI) and at what cost;
+``--variant`` adds method variants (one setting switched) with their paired gain over the base method.
+See :mod:`contrast3d.bench` and :mod:`contrast3d.bench.variants`."""
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,14 @@ voxel size. --smoke: 2 + 1 tiny scenes, 6 steps per run, one seed unless --seeds
 --tasks semseg,insseg,det adds instance segmentation (AP50; insseg_cpu_small) and detection (mAP@0.25;
 det_cpu_small) fine-tuning of the same backbones with the same label splits, seeds and steps, each with its
 own report section, paired gains and figures. Every budget applies to every task; for insseg/det a points
-budget limits the class labels only (instance masks and box geometry stay complete), as the report states."""
+budget limits the class labels only (instance masks and box geometry stay complete), as the report states.
+
+--variant NAME=METHOD:KEY=VALUE[;KEY=VALUE...] (repeatable) measures one setting: a method row NAME, METHOD
+pre-trained with the --set-style overrides layered last (its own runs and digest; METHOD's runs unchanged),
+probed and fine-tuned like any method; the report's Variants table gives its gain over METHOD paired by
+(pre-training seed, fine-tuning seed) with a 95 % CI. NAME=METHOD:@PRESET layers a shipped preset (e.g.
+pointcontrast_official) over METHOD's cpu_small one, keeping the bench's pre-training steps; items mix, e.g.
+pc-official=pointcontrast:@pointcontrast_official;model.preset=spunet-tiny. METHOD is added to --methods."""
 
 LAYOUT = """data layout (--data DIR; 'builtin' builds the simulated benchmark in OUT/data):
   DIR/scenes/train/<scene>/  labelled Pointcept scenes (coord, color, normal, segment20, superpoint .npy;
@@ -72,6 +80,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-selection", choices=["random", "kmeans"], default="random",
                    help="how points budgets pick their labelled points (default random; kmeans: CSC's "
                         "one point per k-means cluster)")
+    p.add_argument("--variant", dest="variants", action="append", default=[], metavar="NAME=METHOD:SETTINGS",
+                   help="a method variant to measure against its method, repeatable: SETTINGS is "
+                        "KEY=VALUE[;KEY=VALUE...] (as --set, e.g. pc-nohead=pointcontrast:method.head_dim=0) "
+                        "and/or @PRESET (a pre-training preset over METHOD's cpu_small one); quote it in a "
+                        "shell")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
 
@@ -86,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
                       pretrain_seeds=args.pretrain_seeds,
                       data="builtin" if args.smoke else args.data, out=args.out, smoke=args.smoke,
                       resume=args.resume, pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps,
-                      jobs=args.jobs, threads=args.threads, label_selection=args.label_selection, quiet=args.quiet)
+                      jobs=args.jobs, threads=args.threads, label_selection=args.label_selection, quiet=args.quiet,
+                      variants=args.variants)
     summary = run_bench(cfg)
     print((Path(args.out) / "report.md").read_text())
     return 1 if summary["failed"] else 0

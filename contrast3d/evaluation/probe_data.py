@@ -63,9 +63,9 @@ def build_probe(data_dir: str | Path, grid_size: float, feat_keys: Sequence[str]
                          progress=progress)
 
 
-def _probe_split(data_dir: str | Path, allow_overlap: bool) -> SceneSplit:
-    # no flag to offer: the commands that probe name their own (contrast3d probe) or have none (pretrain)
-    return resolve_scene_split(data_dir, allow_overlap=allow_overlap, allow_flag=None)
+def _probe_split(data_dir: str | Path, allow_overlap: bool, allow_flag: str | None = None) -> SceneSplit:
+    # the flag to offer: `contrast3d probe --allow-overlap`; pretrain --probe-data has none
+    return resolve_scene_split(data_dir, allow_overlap=allow_overlap, allow_flag=allow_flag)
 
 
 def probe_backbone(init: str | Path, data_dir: str | Path, num_classes: int = 20, max_scenes: int = 8,
@@ -80,7 +80,7 @@ def probe_backbone(init: str | Path, data_dir: str | Path, num_classes: int = 20
     """
     from contrast3d.models.pretrained import load_pretrained
 
-    split = _probe_split(data_dir, allow_overlap)  # a leak fails before the weights are read
+    split = _probe_split(data_dir, allow_overlap, "--allow-overlap")  # a leak fails before the weights are read
     pre = load_pretrained(init, lenient=lenient)
     grid = grid_size or pre.record.grid_size
     if not grid:
