@@ -21,7 +21,9 @@ with the DataError on one line (``data.strict``).
 """
 from __future__ import annotations
 
+import os
 import random
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -207,6 +209,30 @@ def seed_worker(worker_id: int) -> None:
     np.random.seed(s)
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def usable_workers(requested: int, warn: bool = True) -> int:
+    """``requested`` loader workers, at most the CPUs this process may use (a warning when capped).
+
+    More worker processes than CPUs only add contention (torch warns about it too); samples are seeded
+    by ``(seed, epoch, index)``, so the cap does not change what is loaded.
+    """
+    cpus = available_cpus()
+    if requested > cpus and not warn:
+        return cpus
+    if requested > cpus:
+        warnings.warn(f"loader.num_workers={requested} but only {cpus} CPU(s) available: using {cpus} workers",
+                      stacklevel=3)
+        return cpus
+    return requested
+
+
 def build_loader(dataset: Any, collate: Callable[[list], Any], cfg: LoaderConfig, *, seed: int,
                  rank: int = 0, world_size: int = 1, pin_memory: bool = False) -> DataLoader:
     """A DataLoader of :class:`SeededDataset` batches driven by a :class:`ResumableBatchSampler`.
@@ -218,7 +244,7 @@ def build_loader(dataset: Any, collate: Callable[[list], Any], cfg: LoaderConfig
     """
     sampler = ResumableBatchSampler(len(dataset), cfg.batch_size, seed=seed, rank=rank,
                                     world_size=world_size, shuffle=cfg.shuffle, drop_last=cfg.drop_last)
-    workers = cfg.num_workers
+    workers = usable_workers(cfg.num_workers)
     return DataLoader(SeededDataset(dataset, seed), batch_sampler=sampler, collate_fn=SafeCollate(collate),
                       num_workers=workers, pin_memory=pin_memory and cfg.pin_memory,
                       worker_init_fn=seed_worker if workers else None,

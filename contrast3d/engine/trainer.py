@@ -50,7 +50,7 @@ from contrast3d.config import config_digest, dump_yaml, to_dict
 from contrast3d.engine import distributed as D
 from contrast3d.engine.checkpoint import CheckpointError, CheckpointManager
 from contrast3d.engine.config import TrainConfig, resume_changes
-from contrast3d.engine.data import FailedSamples, ResumableBatchSampler, build_loader
+from contrast3d.engine.data import FailedSamples, ResumableBatchSampler, build_loader, usable_workers
 from contrast3d.engine.estimate import estimate_step_seconds, format_duration, long_run_warning, voxels_per_step
 from contrast3d.engine.logging import MetricLogger, write_run_info
 from contrast3d.engine.objective import HookContext, TrainObjective, frozen_prefixes, module_prefix, tensor_digest
@@ -502,7 +502,7 @@ class Trainer:
             f"steps     {left} to go ({self.step} -> {stop} of {cfg.steps}), batch {batch}{per}; {cfg.optim.name} "
             f"lr {cfg.optim.lr:g}, {sched.name} schedule, warm-up {sched.warmup_steps}",
             f"device    {device}, {_plural(torch.get_num_threads(), 'thread')}, "
-            f"{_plural(cfg.loader.num_workers, 'loader worker')}, "
+            f"{_plural(usable_workers(cfg.loader.num_workers, warn=False), 'loader worker')}, "
             f"amp {'on' if self.use_amp else 'off'}",
         ]
         if prior is not None:
