@@ -14,6 +14,9 @@
   Fig. 2, one frame's pixel features next to its point features (PCA colours).
 * ``viz curves RUN [RUN ...] --out PNG [--label L ...] [--keys k1 k2]``: loss / metric curves of one or
   several runs overlaid (validation points as markers, the final ``results.json`` value starred).
+* ``viz instances --model RUN --scene DIR --out PNG [--max-boxes K] [--min-score S]``: a finished
+  ``finetune insseg`` run's instances (or a ``finetune det`` run's boxes) on one Pointcept scene, predicted
+  exactly as the run's final evaluation does, beside the ground truth from ``instance.npy`` + segment.
 
 ``--init`` takes a ``backbone.safetensors`` (with its ``.json`` sidecar) or a training checkpoint.
 """
@@ -24,7 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from contrast3d.commands._args import colormap, float_range, output_file, positive_float, positive_int, run_device
+from contrast3d.commands._args import (
+    colormap,
+    float_range,
+    fraction,
+    output_file,
+    positive_float,
+    positive_int,
+    run_device,
+)
 from contrast3d.errors import DataError
 
 
@@ -111,6 +122,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="EMA weight in [0, 1) (default 0.9)")
     c.add_argument("--out", required=True, help="output PNG")
     c.set_defaults(func=run_curves)
+
+    n = vs.add_parser("instances", help="predicted instances (insseg run) or boxes (det run) on a scene beside "
+                                        "the ground truth")
+    n.add_argument("--model", required=True, help="run folder of 'contrast3d finetune insseg' or 'finetune det'")
+    n.add_argument("--scene", required=True, help="Pointcept scene folder (instance.npy + segment: ground truth)")
+    n.add_argument("--max-boxes", type=positive_int, default=20,
+                   help="det: draw the K best-scoring boxes, one class per box (default 20)")
+    n.add_argument("--min-score", type=fraction, default=0.0,
+                   help="leave out boxes / instances scoring below S (default 0: all the evaluation keeps)")
+    n.add_argument("--device", type=run_device, default="cpu", help="torch device (default cpu)")
+    n.add_argument("--title", help="figure title (default: scene, run and task)")
+    n.add_argument("--out", required=True, help="output PNG")
+    n.set_defaults(func=run_instances)
 
 
 def _class_names_arg(p: argparse.ArgumentParser) -> None:
@@ -267,4 +291,70 @@ def run_curves(args: argparse.Namespace) -> int:
     keys = plot_runs(args.run, args.out, labels=args.label, keys=args.keys, smoothing=args.smoothing,
                      title=args.title)
     print(f"wrote {args.out} ({len(args.run)} run{'s' if len(args.run) > 1 else ''}: {', '.join(keys)})")
+    return 0
+
+
+def _split_role(run_dir: Path, scene: Path) -> str:
+    """``"training scene"`` / ``"validation scene"`` / ``"held-out scene"`` by the run's ``scene_split.json``."""
+    import json
+
+    try:
+        split = json.loads((run_dir / "scene_split.json").read_text())
+        lists = {k: [Path(p) for p in split.get(k, [])] for k in ("train", "val")}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return "scene"
+    here = scene.resolve()
+    for key, what in (("train", "training scene"), ("val", "validation scene")):
+        if any(p.resolve() == here for p in lists[key]):
+            return what
+    return "held-out scene"
+
+
+def run_instances(args: argparse.Namespace) -> int:
+    from contrast3d.evaluation.task_runs import (
+        box_list,
+        gt_boxes,
+        gt_instances,
+        load_task_run,
+        predict_run_boxes,
+        predict_run_instances,
+        run_task,
+    )
+    from contrast3d.io.pointcept import read_pointcept_scene
+
+    output_file(args.out, suffix=".png")
+    task = run_task(args.model)  # a pre-training or semseg run fails here, before any work
+    cloud = read_pointcept_scene(args.scene)
+    labelled = cloud.segment is not None and cloud.instance is not None
+    run = load_task_run(args.model, args.device)
+    role = _split_role(run.run_dir, Path(args.scene))
+    title = args.title or f"{cloud.name} ({role}): {run.run_dir.resolve().name}, {task} run"
+    if not labelled:
+        print(f"note: {args.scene}: no segment + instance.npy, drawing the prediction only")
+    if task == "insseg":
+        from contrast3d.viz.instances import save_instances_png
+
+        pred = predict_run_instances(run, cloud)
+        instance = pred.instance.copy()
+        if args.min_score > 0 and len(pred.scores):
+            instance[(instance >= 0) & (pred.scores[np.maximum(instance, 0)] < args.min_score)] = -1
+        gt_ins, gt_cls = gt_instances(run, cloud) if labelled else (None, None)
+        shown = np.unique(instance[instance >= 0]).size
+        save_instances_png(cloud.coord, instance, gt_ins, args.out, title=title,
+                           pred_class=np.where(instance >= 0, pred.point_class(), -1), gt_class=gt_cls,
+                           class_names=run.class_names, pred_score=pred.point_score())
+        gt_note = f", {np.unique(gt_ins[gt_ins >= 0]).size} ground-truth" if gt_ins is not None else ""
+        print(f"wrote {args.out} ({cloud.name}: {shown} predicted instances{gt_note}; "
+              f"{len(pred.classes)} proposals, {int(pred.evaluated.sum())} evaluated)")
+        return 0
+    from contrast3d.viz.instances import save_boxes_png, top_boxes
+
+    found = predict_run_boxes(run, cloud)
+    drawn = top_boxes(found, args.max_boxes, args.min_score)
+    gt = gt_boxes(run, cloud) if labelled else None
+    save_boxes_png(cloud.coord, drawn, gt, args.out, title=title, class_names=run.class_names)
+    best = box_list(found)[:1]
+    gt_note = f", {len(gt[0])} ground-truth boxes" if gt is not None else ""
+    print(f"wrote {args.out} ({cloud.name}: {len(drawn[0])} of {len(found.scores)} detections drawn"
+          f"{f', best {best[0].score:.2f}' if best else ''}{gt_note})")
     return 0
