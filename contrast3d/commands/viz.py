@@ -77,6 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--init", required=True, help="a groupcontrast training checkpoint (RUN/checkpoints/last.pt)")
     g.add_argument("--scene", required=True, help="scene file or folder (superpoints used when present)")
     g.add_argument("--network", choices=["student", "teacher"], default="student")
+    g.add_argument("--bn", choices=["running", "batch"], default="running",
+                   help="BatchNorm statistics: stored in training (default) or the scene's own (for a scene from "
+                        "another domain, e.g. real scans after simulated pre-training)")
     g.add_argument("--device", type=run_device, default="cpu", help="torch device (default cpu)")
     g.add_argument("--grid-size", type=positive_float, help="voxel size in metres (default: the run's)")
     g.add_argument("--seed", type=int, default=0)
@@ -254,7 +257,7 @@ def run_grouping(args: argparse.Namespace) -> int:
 
     output_file(args.out, suffix=".png")
     info = grouping_from_weights(args.init, args.scene, args.out, network=args.network, device=args.device,
-                                 seed=args.seed, grid_size=args.grid_size, title=args.title)
+                                 seed=args.seed, grid_size=args.grid_size, title=args.title, bn=args.bn)
     print(f"wrote {args.out} ({info['points']} points, {info['segments']} segments, "
           f"{info['used_prototypes']} prototypes used, purity {info['purity']})")
     return 0

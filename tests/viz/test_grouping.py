@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib
 import numpy as np
 import pytest
+import torch
 from matplotlib.image import imread
 
 from contrast3d.errors import DataError
@@ -82,5 +83,13 @@ def test_png_from_a_tiny_runs_checkpoint(tmp_path, monkeypatch):
         png = tmp_path / f"{network}.png"
         assert png.is_file() and png.stat().st_size > 1000 and info["png"] == str(png)
         assert 1 <= info["used_prototypes"] <= 8 and info["segments"] > 5 and 0 < info["purity"] <= 1
+    # --bn batch: the scene's own BatchNorm statistics; the checkpoint's running buffers are left as they were
+    before = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+    info = grouping_from_weights(ckpt, scene, tmp_path / "batch.png", bn="batch")
+    assert "BatchNorm: scene statistics" in info["title"] and info["segments"] > 5
+    after = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(ValueError, match="bn must be"):
+        grouping_from_weights(ckpt, scene, tmp_path / "y.png", bn="frozen")  # type: ignore[arg-type]
     with pytest.raises(DataError):
         grouping_from_weights(tmp_path / "run" / "backbone.safetensors", scene, tmp_path / "x.png")
