@@ -98,24 +98,9 @@ def _check_new_run(args: argparse.Namespace) -> Path:
 
 
 def run_semseg(args: argparse.Namespace) -> int:
-    from contrast3d.engine.trainer import NonFiniteLossError
     from contrast3d.evaluation.finetune import finetune_semseg
 
-    out = _check_new_run(args)
-    try:
-        results = finetune_semseg(args.data, args.init, out, args.labels, config_files=args.config,
-                                  overrides=args.overrides, steps=args.steps, seed=args.seed, device=args.device,
-                                  eval_every=args.eval_every, progress=False if args.no_progress else None,
-                                  resume=args.resume, lenient=args.lenient)
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
-    print((out / "results.txt").read_text(), end="")
-    print(f"mIoU {100 * (results['mIoU'] or 0):.2f}  mAcc {100 * (results['mAcc'] or 0):.2f}  "
-          f"allAcc {100 * (results['allAcc'] or 0):.2f}  ({results['label_budget']} labels, init "
-          f"{results['init']}, {results['steps']} steps, {results['minutes']:.1f} min); "
-          f"results: {out / 'results.json'}{_leak_tag(results)}")
-    return 0
+    return _fit_and_report(args, finetune_semseg, ("mIoU", "mAcc", "allAcc"))
 
 
 def _leak_tag(results: dict) -> str:
@@ -128,20 +113,26 @@ def _leak_tag(results: dict) -> str:
 
 def run_task(args: argparse.Namespace) -> int:
     """``finetune insseg`` / ``finetune det``: train, evaluate, print the table and the headline."""
-    from contrast3d.engine.trainer import NonFiniteLossError
     from contrast3d.evaluation.finetune_tasks import finetune_task
+
+    keys = ("AP", "AP50", "AP25") if args.task == "insseg" else ("mAP@0.25", "mAP@0.5")
+    return _fit_and_report(args, lambda *a, **kw: finetune_task(args.task, *a, **kw), keys)
+
+
+def _fit_and_report(args: argparse.Namespace, fit, keys: tuple[str, ...]) -> int:
+    """Run ``fit(data, init, out, labels, **flags)`` for a new or resumed run folder, print its
+    results.txt and a one-line headline of ``keys`` (exit 3 on a non-finite loss)."""
+    from contrast3d.engine.trainer import NonFiniteLossError
 
     out = _check_new_run(args)
     try:
-        results = finetune_task(args.task, args.data, args.init, out, args.labels, config_files=args.config,
-                                overrides=args.overrides, steps=args.steps, seed=args.seed, device=args.device,
-                                eval_every=args.eval_every, progress=False if args.no_progress else None,
-                                resume=args.resume, lenient=args.lenient)
+        results = fit(args.data, args.init, out, args.labels, config_files=args.config, overrides=args.overrides,
+                      steps=args.steps, seed=args.seed, device=args.device, eval_every=args.eval_every,
+                      progress=False if args.no_progress else None, resume=args.resume, lenient=args.lenient)
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
     print((out / "results.txt").read_text(), end="")
-    keys = ("AP", "AP50", "AP25") if args.task == "insseg" else ("mAP@0.25", "mAP@0.5")
     head = "  ".join(f"{k} {100 * (results.get(k) or 0):.2f}" for k in keys)
     print(f"{head}  ({results['label_budget']} labels, init {results['init']}, {results['steps']} steps, "
           f"{results['minutes']:.1f} min); results: {out / 'results.json'}{_leak_tag(results)}")

@@ -143,6 +143,26 @@ def _check_inputs(cfg: TrainConfig, val: SceneDataset) -> None:
                                                f"but model.in_channels is {cfg.model.in_channels}")
 
 
+def start_distributed(cfg: TrainConfig, report: Any, scenes: Any, num_train: int, budget: str) -> Any:
+    """Shared start of every fine-tuning task: determinism, the process group, the resolved-config
+    summary and the leak warning (rank 0), and a batch size no larger than each rank's share of the
+    ``num_train`` kept training scenes (e.g. 1 % of a small dataset). Returns the distributed context."""
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    ctx = D.init_distributed(cfg.device)
+    if report is not None and ctx.is_main:
+        print(report.summary(), flush=True)
+    if ctx.is_main:
+        warn_leak(scenes)
+    per_rank = -(-num_train // ctx.world_size)
+    if cfg.loader.drop_last and per_rank < cfg.loader.batch_size:
+        if ctx.is_main:
+            print(f"note: loader.batch_size lowered from {cfg.loader.batch_size} to {max(1, per_rank)}: only "
+                  f"{num_train} training scene(s) under labels={budget}", flush=True)
+        cfg.loader.batch_size = max(1, per_rank)
+    return ctx
+
+
 def finetune_semseg(data_dir: str | Path | None, init: str | Path | None, out_dir: str | Path,
                     labels: str | None = None,
                     *, config_files: Iterable[str | Path] = (), overrides: Iterable[str] = (),
@@ -194,19 +214,7 @@ def finetune_semseg(data_dir: str | Path | None, init: str | Path | None, out_di
     val = SceneDataset(scenes.val, None, on_error=on_error, keep_raw=cfg.data.cache_scenes)
     _check_inputs(cfg, val)
 
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    ctx = D.init_distributed(cfg.device)
-    if report is not None and ctx.is_main:
-        print(report.summary(), flush=True)
-    if ctx.is_main:
-        warn_leak(scenes)
-    per_rank = -(-len(train) // ctx.world_size)
-    if cfg.loader.drop_last and per_rank < cfg.loader.batch_size:  # e.g. 1 % of a small dataset
-        if ctx.is_main:
-            print(f"note: loader.batch_size lowered from {cfg.loader.batch_size} to {max(1, per_rank)}: only "
-                  f"{len(train)} training scene(s) under labels={split.budget}", flush=True)
-        cfg.loader.batch_size = max(1, per_rank)
+    ctx = start_distributed(cfg, report, scenes, len(train), split.budget)
     eval_kw: dict[str, Any] = {"num_classes": cfg.model.num_classes, "grid_size": cfg.data.grid_size,
                                "feat_keys": cfg.data.feat_keys, "class_names": cfg.data.class_names}
 

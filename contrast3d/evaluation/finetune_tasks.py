@@ -42,8 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from contrast3d.config import PRESET_DIR, preset_file, to_dict
 from contrast3d.data.scene_dataset import SceneDataset
 from contrast3d.engine import distributed as D
@@ -67,7 +65,7 @@ from contrast3d.evaluation.finetune import (
     add_leak,
     announce_evaluation,
     record_final,
-    warn_leak,
+    start_distributed,
 )
 from contrast3d.evaluation.insseg import evaluate_insseg
 from contrast3d.evaluation.insseg_model import (
@@ -193,19 +191,7 @@ def finetune_task(task: str, data_dir: str | Path | None, init: str | Path | Non
     if isinstance(model, DetModel) and not resuming:
         model.set_mean_sizes(class_mean_sizes(train, cfg.model.num_classes))
 
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    ctx = D.init_distributed(cfg.device)
-    if report is not None and ctx.is_main:
-        print(report.summary(), flush=True)
-    if ctx.is_main:
-        warn_leak(scenes)
-    per_rank = -(-len(train) // ctx.world_size)
-    if cfg.loader.drop_last and per_rank < cfg.loader.batch_size:
-        if ctx.is_main:
-            print(f"note: loader.batch_size lowered from {cfg.loader.batch_size} to {max(1, per_rank)}: only "
-                  f"{len(train)} training scene(s) under labels={split.budget}", flush=True)
-        cfg.loader.batch_size = max(1, per_rank)
+    ctx = start_distributed(cfg, report, scenes, len(train), split.budget)
 
     def periodic(c: StepContext) -> dict[str, float]:
         shown = show_progress(raw_scenes(val), desc="val", unit="scenes", enabled=cfg.progress and c.dist.is_main)
