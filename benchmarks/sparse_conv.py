@@ -7,12 +7,14 @@ Pointcept's SphereCrop does; rows in random order. Six random input channels.
 
 The torch backend has two convolution paths (:mod:`contrast3d.sparse.functional`): ``gather``
 (per-offset gather-GEMM-scatter, the original code) and ``implicit`` (output-stationary neighbour
-table GEMM); ``auto``, the default, picks one per layer. ``--old`` and ``--new`` (default
-``gather`` and ``auto``) are compared *inside one process, interleaved step by step*, so both
-see the same machine load; the ratio ``new / old`` is the median of the per-repeat ratios. On a
-shared machine wall time is inflated by other processes, so each timing is also given as process
-CPU time (at one thread the better estimate of the unloaded time), and every job records the
-1-minute load average (``os.getloadavg``) before and after it.
+table GEMM); ``auto``, the default, picks one per layer. The gather path's scatter is numba
+(:mod:`contrast3d.sparse.scatter`) or torch's ``index_add_``; a path is named ``IMPL[+SCATTER]``,
+e.g. ``gather+torch`` (the code before issue 18) or ``auto`` (= ``auto+auto``, today's default).
+``--old`` and ``--new`` (default ``gather+torch`` and ``auto``) are compared *inside one process,
+interleaved step by step*, so both see the same machine load; the ratio ``new / old`` is the median
+of the per-repeat ratios. On a shared machine wall time is inflated by other processes, so each
+timing is also given as process CPU time (at one thread the better estimate of the unloaded time),
+and every job records the 1-minute load average (``os.getloadavg``) before and after it.
 
 Each job runs in its own subprocess so its peak RSS (``resource.getrusage``) is its own:
 
@@ -51,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from contrast3d.models import create_spunet  # noqa: E402
 from contrast3d.sparse.functional import ENV_VAR as IMPL_ENV  # noqa: E402
 from contrast3d.sparse.kernel_map import KernelMap  # noqa: E402
+from contrast3d.sparse.scatter import ENV_VAR as SCATTER_ENV  # noqa: E402
 from contrast3d.structures import PointBatch  # noqa: E402
 
 IN_CHANNELS = 6
@@ -115,16 +118,21 @@ def _peak_rss_mb() -> float:
 
 @contextlib.contextmanager
 def _impl(name: str):
-    """Run the sparse convs on path ``name`` (``gather``, ``implicit`` or ``auto``)."""
-    old = os.environ.get(IMPL_ENV)
-    os.environ[IMPL_ENV] = name
+    """Run the sparse convs on path ``name``: ``IMPL[+SCATTER]`` with IMPL ``gather``, ``implicit`` or
+    ``auto`` and SCATTER (the gather path's scatter, :mod:`contrast3d.sparse.scatter`) ``torch``
+    (``index_add_``), ``numba`` or ``auto`` (default)."""
+    impl, _, scatter = name.partition("+")
+    saved = {var: os.environ.get(var) for var in (IMPL_ENV, SCATTER_ENV)}
+    os.environ[IMPL_ENV] = impl
+    os.environ[SCATTER_ENV] = scatter or "auto"
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop(IMPL_ENV, None)
-        else:
-            os.environ[IMPL_ENV] = old
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
 
 
 def _model(name: str, backend: str) -> torch.nn.Module:
@@ -285,8 +293,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--threads", default="1,2", help="comma list of thread counts of the training runs")
     ap.add_argument("--small", default="spunet14", help="the small preset to measure besides spunet34")
     ap.add_argument("--models", default=None, help="comma list overriding 'spunet34,<small>'")
-    ap.add_argument("--old", default="gather", help="reference path: gather, implicit or auto")
-    ap.add_argument("--new", default="auto", help="path compared with --old")
+    ap.add_argument("--old", default="gather+torch",
+                    help="reference path IMPL[+SCATTER]: IMPL gather, implicit or auto; SCATTER torch, numba or auto "
+                         "(default gather+torch: the code before issue 18)")
+    ap.add_argument("--new", default="auto", help="path compared with --old (default auto: auto+auto)")
     ap.add_argument("--no-infer", action="store_true", help="skip the 1-thread inference / spconv job")
     ap.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -90,6 +90,7 @@ import os
 import torch
 
 from contrast3d.sparse.kernel_map import KernelMap
+from contrast3d.sparse.scatter import scatter_add_rows
 
 
 def _weight_kxo(weight: torch.Tensor) -> torch.Tensor:
@@ -130,7 +131,7 @@ def _apply(src: torch.Tensor, w: torch.Tensor, kmap: KernelMap, n_dst: int,
             rows = b - a
             torch.index_select(src, 0, src_idx[a:b], out=gathered[:rows])
             torch.mm(gathered[:rows], mat(k), out=prod[:rows])
-            dst.index_add_(0, dst_idx[a:b], prod[:rows])
+            scatter_add_rows(dst, dst_idx[a:b], prod[:rows])
     return dst
 
 
@@ -175,7 +176,7 @@ class SparseConvFunction(torch.autograd.Function):
                     torch.mm(g_buf[:rows].t(), x_buf[:rows], out=gw[k])
                 if grad_x is not None:  # i.e. need_x
                     torch.mm(g_buf[:rows], w[:, k, :], out=x_buf[:rows])
-                    grad_x.index_add_(0, kmap.in_idx[a:b], x_buf[:rows])
+                    scatter_add_rows(grad_x, kmap.in_idx[a:b], x_buf[:rows])
         grad_weight = gw.transpose(0, 1).reshape(weight.shape) if gw is not None else None
         return grad_x, grad_weight, None
 
