@@ -22,11 +22,14 @@ Measured (1 thread, process CPU time, 36k pairs into 60k rows, median of 7): ``i
 
 Used on CPU for float32 / float64 contiguous tensors; anything else (CUDA, half precision,
 ``$CONTRAST3D_SPARSE_SCATTER=torch``) goes to ``index_add_``. numba's threads are set to torch's
-thread count on every call (so ``torchrun``'s one thread per process holds here too).
+thread count on every call (so ``torchrun``'s one thread per process holds here too). numba's
+``workqueue`` pool (the layer ``contrast3d`` selects) is not re-entrant, so a call made while
+another Python thread is inside the parallel kernel runs the serial one instead.
 """
 from __future__ import annotations
 
 import os
+import threading
 
 import numba as nb
 import numpy as np
@@ -38,6 +41,7 @@ __all__ = ["scatter_add_rows", "ENV_VAR"]
 ENV_VAR = "CONTRAST3D_SPARSE_SCATTER"
 #: Fewest channels one thread's block gets (16 float32 = one cache line).
 MIN_BLOCK = 16
+_POOL = threading.Lock()
 
 
 @nb.njit(cache=True, nogil=True)
@@ -96,9 +100,14 @@ def scatter_add_rows(dst: torch.Tensor, idx: torch.Tensor, src: torch.Tensor) ->
     threads = max(1, min(torch.get_num_threads(), int(getattr(nb.config, "NUMBA_NUM_THREADS", 1))))
     blocks = min(threads, src.shape[1] // MIN_BLOCK)
     d, i, s = dst.numpy(), idx.numpy(), src.numpy()
-    if blocks <= 1:
-        _scatter_serial(d, i, s)
+    # numba's workqueue pool (contrast3d's default layer) must not be entered by two Python threads at
+    # once: a second thread meanwhile runs the serial kernel (same result, the order is per element).
+    if blocks > 1 and _POOL.acquire(blocking=False):
+        try:
+            nb.set_num_threads(blocks)
+            _scatter_blocks(d, i, s, blocks)
+        finally:
+            _POOL.release()
     else:
-        nb.set_num_threads(blocks)
-        _scatter_blocks(d, i, s, blocks)
+        _scatter_serial(d, i, s)
     return dst

@@ -104,3 +104,18 @@ def test_gather_path_same_with_either_scatter(kind, n_threads, monkeypatch, thre
         results.append((out, *torch.autograd.grad(out, (feats, weight), g)))
     for new, old in zip(results[1], results[0]):
         assert torch.allclose(new, old, rtol=1e-10, atol=1e-10)
+
+
+def test_concurrent_threads_get_the_same_sums(threads):
+    """Two Python threads scattering at once (numba's workqueue pool is not re-entrant)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.set_num_threads(2)
+    gen = torch.Generator().manual_seed(3)
+    idx = torch.randint(0, 300, (30000,), generator=gen)
+    src = torch.randn(30000, 64, generator=gen, dtype=torch.float64)
+    ref = torch.zeros(300, 64, dtype=torch.float64).index_add_(0, idx, src)
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda _: scatter_add_rows(torch.zeros(300, 64, dtype=torch.float64), idx, src),
+                             range(16)))
+    assert all(torch.equal(o, ref) for o in outs)
