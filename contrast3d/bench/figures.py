@@ -56,6 +56,13 @@ def plot_miou(s: dict[str, Any], path: Path, task: str = "semseg") -> Path:
     return save_figure(fig, path)
 
 
+def _tick(name: str) -> str:
+    """A method label for an x tick: a matched-scratch suffix (``scratch[in_channels=1;feat_keys=ones]``)
+    goes on lines of its own, so neighbouring labels do not overlap."""
+    base, bracket, rest = name.partition("[")
+    return base + ("\n[" + rest.replace(";", ";\n") if bracket else "")
+
+
 def plot_gain(s: dict[str, Any], path: Path, task: str = "semseg") -> Path:
     """The task's paired gains over scratch (and the scratch-long control) with their 95 % intervals."""
     from contrast3d.viz.render import new_figure, save_figure
@@ -71,7 +78,7 @@ def plot_gain(s: dict[str, Any], path: Path, task: str = "semseg") -> Path:
         color = "tab:gray" if r in t["control"] else ("tab:green" if r["significant"] else "tab:blue")
         ax.errorbar([i], [mean], yerr=[[mean - lo], [hi - mean]], marker="o", capsize=4, color=color)
     ax.axhline(0.0, color="black", lw=0.8)
-    ax.set_xticks(range(len(rows)), [f"{r['method']}\n{r['budget']}" for r in rows], fontsize=7)
+    ax.set_xticks(range(len(rows)), [f"{_tick(r['method'])}\n{r['budget']}" for r in rows], fontsize=7)
     ax.set_ylabel(f"paired {t['metric']} difference (points)")
     ax.set_title(f"{'' if task == 'semseg' else task + ': '}paired gain over scratch, 95 % CI over seeds "
                  "(gray: scratch-long − scratch)")
@@ -120,8 +127,8 @@ def plot_probes(s: dict[str, Any], path: Path) -> Path:
     for j, (key, name) in enumerate((("linear_miou", "linear probe"), ("knn_miou", "kNN probe"))):
         m = [r[key]["mean"] if r[key]["mean"] is not None else np.nan for r in rows]
         ax.bar(x + (j - 0.5) * 0.38, m, 0.38, yerr=[_err(r[key]) for r in rows], capsize=3, label=name)
-    ax.set_xticks(x, [r["method"] + (" (random init)" if r["method"].startswith("scratch") else "") for r in rows],
-                  fontsize=8)
+    ax.set_xticks(x, [_tick(r["method"]) + ("\n(random init)" if r["method"].startswith("scratch") else "")
+                      for r in rows], fontsize=7)
     ax.set_ylabel("probe mIoU (%)")
     ax.set_title("frozen-feature probes (mean ± std over pre-training x probe seeds)")
     ax.grid(alpha=0.3, axis="y")

@@ -7,7 +7,8 @@ feeds output row ``o`` through kernel offset ``k``; ``W[k]`` is ``(C_out, C_in)`
 
 **gather** (:class:`SparseConvFunction`, the original path): offset by offset, the pairs'
 inputs are gathered (``index_select``) into a buffer sized for the largest offset, multiplied by
-``W[k].T`` and scatter-added (``index_add_``) into the outputs; a SubM centre offset is the
+``W[k].T`` and scatter-added into the outputs (:func:`~contrast3d.sparse.scatter.scatter_add_rows`:
+a numba loop on CPU at one torch thread, ``index_add_`` otherwise); a SubM centre offset is the
 identity and is one plain matmul. Backward: per offset, ``grad_W[k] = g[o]^T x[i]`` and
 ``grad_x[i] += g[o] W[k]`` (gather, GEMM, scatter). Work is proportional to the real pairs ``M``.
 

@@ -1,10 +1,12 @@
 """The gather path's numba scatter against torch's ``index_add_`` (the slow, obvious reference).
 
-Bit-identical in float64 (each element is summed in pair order by one thread), at one and two
+Bit-identical in float64 (each element is summed in pair order), at one and two torch
 threads, with repeated indices, odd channel counts and empty inputs; the gather path with the
 numba scatter against the same path with ``index_add_`` on random maps; the fallbacks.
 """
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -28,8 +30,9 @@ def threads():
 @given(n=st.integers(1, 40), m=st.integers(0, 200), c=st.sampled_from([1, 3, 16, 17, 32, 40, 64]),
        n_threads=st.sampled_from([1, 2, 3]), seed=st.integers(0, 2 ** 16))
 def test_matches_index_add_bit_for_bit(n, m, c, n_threads, seed):
-    before = torch.get_num_threads()
+    before, mode = torch.get_num_threads(), os.environ.get(ENV_VAR)
     torch.set_num_threads(n_threads)
+    os.environ[ENV_VAR] = "numba"  # the kernel at every thread count (auto uses it at one thread only)
     try:
         gen = torch.Generator().manual_seed(seed)
         idx = torch.randint(0, n, (m,), generator=gen)  # repeats when m > n
@@ -41,9 +44,14 @@ def test_matches_index_add_bit_for_bit(n, m, c, n_threads, seed):
         assert torch.equal(got, ref)
     finally:
         torch.set_num_threads(before)
+        if mode is None:
+            os.environ.pop(ENV_VAR, None)
+        else:
+            os.environ[ENV_VAR] = mode
 
 
-def test_float32_and_thread_count_independent(threads):
+def test_float32_and_thread_count_independent(threads, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, "numba")
     gen = torch.Generator().manual_seed(0)
     idx = torch.randint(0, 500, (20000,), generator=gen)
     src = torch.randn(20000, 48, generator=gen)
@@ -73,7 +81,23 @@ def test_fallbacks_give_index_add(monkeypatch):
         scatter_add_rows(torch.zeros(10, 8), idx, src.contiguous())
 
 
-def test_empty_and_out_of_range():
+def test_auto_uses_the_kernel_at_one_thread_only(threads, monkeypatch):
+    import contrast3d.sparse.scatter as scatter
+
+    calls = []
+    monkeypatch.setattr(scatter, "_scatter_serial", lambda d, i, s: calls.append(1))
+    monkeypatch.setenv(ENV_VAR, "auto")
+    for t in (1, 2):
+        torch.set_num_threads(t)
+        scatter_add_rows(torch.zeros(4, 16), torch.tensor([0, 1]), torch.ones(2, 16))
+    assert calls == [1]
+    monkeypatch.setenv(ENV_VAR, "numba")
+    scatter_add_rows(torch.zeros(4, 16), torch.tensor([0, 1]), torch.ones(2, 16))
+    assert calls == [1, 1]
+
+
+def test_empty_and_out_of_range(monkeypatch):
+    monkeypatch.setenv(ENV_VAR, "numba")
     dst = torch.ones(3, 4)
     assert torch.equal(scatter_add_rows(dst, torch.zeros(0, dtype=torch.long), torch.zeros(0, 4)), torch.ones(3, 4))
     with pytest.raises(IndexError):
@@ -98,19 +122,21 @@ def test_gather_path_same_with_either_scatter(kind, n_threads, monkeypatch, thre
     weight = torch.randn(33, kmap.kernel_volume, 20, generator=gen, dtype=torch.float64, requires_grad=True)
     g = torch.randn(kmap.n_out, 33, generator=gen, dtype=torch.float64)
     results = []
-    for mode in ("torch", "numba"):
+    for mode in ("torch", "numba", "auto"):
         monkeypatch.setenv(ENV_VAR, mode)
         out = SparseConvFunction.apply(feats, weight, kmap)
         results.append((out, *torch.autograd.grad(out, (feats, weight), g)))
-    for new, old in zip(results[1], results[0]):
-        assert torch.allclose(new, old, rtol=1e-10, atol=1e-10)
+    for got in results[1:]:
+        for new, old in zip(got, results[0]):
+            assert torch.allclose(new, old, rtol=1e-10, atol=1e-10)
 
 
-def test_concurrent_threads_get_the_same_sums(threads):
-    """Two Python threads scattering at once (numba's workqueue pool is not re-entrant)."""
+def test_concurrent_threads_get_the_same_sums(threads, monkeypatch):
+    """Several Python threads scattering at once (the kernel releases the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
 
     torch.set_num_threads(2)
+    monkeypatch.setenv(ENV_VAR, "numba")
     gen = torch.Generator().manual_seed(3)
     idx = torch.randint(0, 300, (30000,), generator=gen)
     src = torch.randn(30000, 64, generator=gen, dtype=torch.float64)
