@@ -21,6 +21,10 @@ Each job runs in its own subprocess so its peak RSS (``resource.getrusage``) is 
 * ``train_<T>t`` (one per ``--threads`` entry): SpUNet-34 and the small preset in train mode,
   forward and forward+backward of a training step (``loss = mean(out^2)``), old and new path
   alternating; ``peak_rss_mb`` is the process peak over both paths.
+* ``device`` (with ``--device``; ``auto`` = CUDA when available, else skipped): on that device the
+  torch backend against an spconv twin (when spconv has kernels there), inference and training
+  forward+backward interleaved, timed with device synchronisation, ``ratio_torch_over_spconv`` and
+  peak device memory.
 * ``infer_1t``: at one thread, kernel-map build time of one forward (``kernel_map_ms``; the
   neighbour tables of the implicit path separately, ``neighbour_table_ms``), and inference
   forward (eval, ``no_grad``) of the old path, the new path and, when spconv is installed, an
@@ -251,14 +255,81 @@ def _compare_1t(name: str, batch: PointBatch, repeats: int, with_spconv: bool, p
     return res
 
 
+def _device_compare(name: str, batch: PointBatch, repeats: int, with_spconv: bool, device: str,
+                    path: str) -> dict[str, Any]:
+    """On ``device`` (CUDA when present): the torch backend (``path``) against an spconv twin with the same
+    weights, inference and a training forward+backward, interleaved, timed with device synchronisation;
+    peak device memory per model. spconv is skipped when absent or when its build has no kernels there."""
+    dev = torch.device(device)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    batch = batch.to(dev)
+    model = _model(name, "torch").to(dev)
+    models: dict[str, torch.nn.Module] = {"torch": model}
+    res: dict[str, Any] = {"device": str(dev), "path": path}
+    if dev.type == "cuda":
+        res["device_name"] = torch.cuda.get_device_name(dev)
+    if with_spconv:
+        try:
+            twin = _model(name, "spconv").to(dev)
+            twin.load_state_dict(model.state_dict())
+            twin.train()(batch).square().mean().backward()  # a build without kernels here fails now
+            twin.zero_grad(set_to_none=True)
+            models["spconv"] = twin
+        except Exception as err:  # e.g. spconv's CPU build on a CUDA device, or no backward kernels
+            res["spconv_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"
+    runs: dict[str, dict[str, list[float]]] = {k: {"infer_ms": [], "fwd_bwd_ms": []} for k in models}
+    peak: dict[str, float] = {}
+    outputs: dict[str, torch.Tensor] = {}
+    for rep in range(repeats + 1):
+        for key, m in models.items():
+            with _impl(path):
+                if dev.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(dev)
+                m.eval()
+                sync()
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    outputs[key] = m(batch)
+                sync()
+                t1 = time.perf_counter()
+                m.train()
+                m.zero_grad(set_to_none=True)
+                sync()
+                t2 = time.perf_counter()
+                m(batch).square().mean().backward()
+                sync()
+                t3 = time.perf_counter()
+                if dev.type == "cuda":
+                    peak[key] = max(peak.get(key, 0.0), torch.cuda.max_memory_allocated(dev) / 2**20)
+            if rep:  # the first round is the warm-up
+                runs[key]["infer_ms"].append((t1 - t0) * 1e3)
+                runs[key]["fwd_bwd_ms"].append((t3 - t2) * 1e3)
+    for key in models:
+        res[key] = {k: round(statistics.median(v), 1) for k, v in runs[key].items()}
+        if key in peak:
+            res[key]["peak_mem_mb"] = round(peak[key], 1)
+    if "spconv" in models:
+        res["ratio_torch_over_spconv"] = {
+            k: round(statistics.median(t / s for t, s in zip(runs["torch"][k], runs["spconv"][k])), 3)
+            for k in ("infer_ms", "fwd_bwd_ms")}
+        res["max_abs_diff_vs_spconv"] = float((outputs["torch"] - outputs["spconv"]).abs().max())
+    return res
+
+
 def worker(job: dict[str, Any]) -> dict[str, Any]:
-    """One measurement in this process: ``train`` (torch, ``threads``) or ``compare_1t``."""
+    """One measurement in this process: ``train`` (torch, ``threads``), ``compare_1t`` or ``device``."""
     torch.set_num_threads(job["threads"])
     batch = make_batch(job["scenes"], job["voxels"])
     res: dict[str, Any] = {"threads": torch.get_num_threads(), "voxels_total": len(batch), "load_before": _load()}
     paths = [job["old"], job["new"]] if job["old"] != job["new"] else [job["new"]]
     if job["kind"] == "train":
         res.update(_train_compare(_model(job["model"], "torch"), batch, job["repeats"], paths))
+    elif job["kind"] == "device":
+        res.update(_device_compare(job["model"], batch, job["repeats"], job["spconv"], job["device"], job["new"]))
     else:
         res.update(_compare_1t(job["model"], batch, job["repeats"], job["spconv"], paths))
     res["load_after"] = _load()
@@ -298,6 +369,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "(default gather+torch: the code before issue 18)")
     ap.add_argument("--new", default="auto", help="path compared with --old (default auto: auto+auto)")
     ap.add_argument("--no-infer", action="store_true", help="skip the 1-thread inference / spconv job")
+    ap.add_argument("--device", default="auto",
+                    help="device job (torch backend vs spconv, inference and fwd+bwd): auto = cuda when available "
+                         "(else skipped), none, or a torch device such as cuda:1 or cpu")
     ap.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._worker:
@@ -305,6 +379,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
     models = args.models.split(",") if args.models else ["spunet34", args.small]
     threads = [int(t) for t in str(args.threads).split(",") if t]
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "none"
     base = {"scenes": args.scenes, "voxels": args.voxels, "repeats": args.repeats, "old": args.old, "new": args.new}
     sp_version = spconv_version()
     result: dict[str, Any] = {
@@ -324,6 +401,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if not args.no_infer:
             entry["infer_1t"] = _run_job({**base, "kind": "compare_1t", "model": name, "threads": 1,
                                           "spconv": bool(sp_version)})
+        if device != "none":
+            entry["device"] = _run_job({**base, "kind": "device", "model": name, "threads": max(threads),
+                                        "spconv": bool(sp_version), "device": device})
         result["models"][name] = entry
         if not args.json:
             print(name, json.dumps(entry, indent=1), flush=True)
