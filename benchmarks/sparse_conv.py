@@ -251,8 +251,13 @@ def _compare_1t(name: str, batch: PointBatch, repeats: int, with_spconv: bool, p
             models["spconv"][0](batch).square().mean().backward()
             res["spconv_backward"] = "ok"
         except Exception as err:  # spconv's CPU build has no backward kernels
-            res["spconv_backward"] = f"unsupported: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
+            res["spconv_backward"] = f"unsupported: {_error_line(err)}"
     return res
+
+
+def _error_line(err: BaseException) -> str:
+    """``Type: first line of the message`` (at most 120 characters of it)."""
+    return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:120]}"
 
 
 def _device_compare(name: str, batch: PointBatch, repeats: int, with_spconv: bool, device: str,
@@ -280,7 +285,7 @@ def _device_compare(name: str, batch: PointBatch, repeats: int, with_spconv: boo
             twin.zero_grad(set_to_none=True)
             models["spconv"] = twin
         except Exception as err:  # e.g. spconv's CPU build on a CUDA device, or no backward kernels
-            res["spconv_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"
+            res["spconv_error"] = _error_line(err)
     runs: dict[str, dict[str, list[float]]] = {k: {"infer_ms": [], "fwd_bwd_ms": []} for k in models}
     peak: dict[str, float] = {}
     outputs: dict[str, torch.Tensor] = {}

@@ -65,9 +65,9 @@ from contrast3d.evaluation.insseg_model import (
     InstanceDataConfig,
     InstanceDataset,
     _export_paths,
-    _set_bn_momentum,
 )
 from contrast3d.models.backbone import BackboneConfig, build_backbone, spunet_record
+from contrast3d.models.blocks import set_bn_momentum
 from contrast3d.models.heads import PointMLP
 from contrast3d.models.point_ops import ball_query, farthest_point_sampling
 from contrast3d.models.pretrained import check_keys, load_pretrained, read_weights
@@ -388,7 +388,7 @@ class DetModel(TrainObjective):
         net = build_backbone(model, 0)
         head = VoteHead(net.out_channels, **head_settings(model))
         self.model = VoteNetNet(net, head, self.data_cfg.grid_size)
-        _set_bn_momentum(self.model, cfg.bn_momentum)
+        set_bn_momentum(self.model, cfg.bn_momentum)
 
     def set_mean_sizes(self, sizes: torch.Tensor) -> None:
         """Set the per-class mean box sizes ``(K, 3)`` (metres) of the size clusters."""

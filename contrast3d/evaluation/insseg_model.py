@@ -56,6 +56,7 @@ from contrast3d.evaluation.instance_metrics import InstanceEvalConfig, ground_tr
 from contrast3d.evaluation.semseg_data import SemsegDataConfig, SemsegDataset, train_transform
 from contrast3d.evaluation.semseg_model import IGNORE_INDEX, semseg_collate
 from contrast3d.models.backbone import BackboneConfig, build_backbone, spunet_record
+from contrast3d.models.blocks import set_bn_momentum
 from contrast3d.models.pretrained import check_keys, load_pretrained, read_weights
 from contrast3d.models.spunet import SpUNet
 from contrast3d.structures import PointBatch, PointCloud
@@ -288,14 +289,6 @@ class InsSegNet(nn.Module):
         return self.heads(self.net(batch))
 
 
-def _set_bn_momentum(module: nn.Module, momentum: float | None) -> None:
-    if momentum is None:
-        return
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.momentum = momentum
-
-
 class InsSegModel(TrainObjective):
     """PointGroup fine-tuning objective (module docstring); ``self.model`` is the :class:`InsSegNet`."""
 
@@ -307,7 +300,7 @@ class InsSegModel(TrainObjective):
         self.num_classes = model.num_classes
         net = build_backbone(model, 0)
         self.model = InsSegNet(net, InsSegHeads(net.out_channels, model.num_classes))
-        _set_bn_momentum(self.model, cfg.bn_momentum)
+        set_bn_momentum(self.model, cfg.bn_momentum)
 
     def backbone(self) -> nn.Module:
         """The fine-tuned SpUNet (features, ``num_classes=0``)."""

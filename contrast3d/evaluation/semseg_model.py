@@ -24,6 +24,7 @@ from contrast3d.errors import DataError
 from contrast3d.evaluation.semseg import default_class_names
 from contrast3d.evaluation.semseg_data import SemsegDataConfig
 from contrast3d.models.backbone import BackboneConfig, build_backbone, spunet_record
+from contrast3d.models.blocks import set_bn_momentum
 from contrast3d.models.pretrained import LoadReport, load_into
 from contrast3d.structures import PointBatch, collate_points
 
@@ -81,10 +82,7 @@ class SemsegModel(TrainObjective):
         self.cfg, self.model_cfg, self.data_cfg = cfg, model, data or SemsegDataConfig()
         self.num_classes = model.num_classes
         self.net = build_backbone(model, model.num_classes)
-        if cfg.bn_momentum is not None:
-            for m in self.net.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.momentum = cfg.bn_momentum
+        set_bn_momentum(self.net, cfg.bn_momentum)
 
     def backbone(self) -> nn.Module:
         """The whole fine-tuned network, classification layer included."""

@@ -139,6 +139,18 @@ def make_norm(channels: int) -> nn.BatchNorm1d:
     return nn.BatchNorm1d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
 
 
+def batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every BatchNorm layer (1d/2d/3d, SyncBatchNorm) inside ``module``."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def set_bn_momentum(module: nn.Module, momentum: float | None) -> None:
+    """Set the running-statistics momentum of every BatchNorm in ``module`` (``None``: leave them)."""
+    if momentum is not None:
+        for m in batch_norms(module):
+            m.momentum = momentum
+
+
 def block_sequence(named: list[tuple[str, nn.Module]]) -> nn.Sequential:
     """Residual blocks applied in turn to a ``SparseConvTensor``, named ``block0``, ``block1`` ...
 

@@ -82,7 +82,8 @@ def scatter_add_rows(dst: torch.Tensor, idx: torch.Tensor, src: torch.Tensor) ->
     mode = _mode()
     if mode == "torch" or (mode == "auto" and torch.get_num_threads() > 1) or not _numba_ok(dst, idx, src):
         return dst.index_add_(0, idx, src)
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= dst.shape[0]):
+    lo, hi = torch.aminmax(idx)
+    if int(lo) < 0 or int(hi) >= dst.shape[0]:
         raise IndexError(f"scatter index out of range [0, {dst.shape[0]})")
     _scatter_serial(dst.numpy(), idx.numpy(), src.numpy())
     return dst

@@ -172,6 +172,7 @@ def grouping_from_weights(weights_path: str | Path, scene_path: str | Path, out_
     from contrast3d.data.segmentation import segment_points
     from contrast3d.data.voxelize import GridSample
     from contrast3d.losses.groupcontrast import segment_index
+    from contrast3d.models.blocks import batch_norms
     from contrast3d.structures import collate_points
     from contrast3d.viz.backbone_io import read_scene
 
@@ -181,9 +182,8 @@ def grouping_from_weights(weights_path: str | Path, scene_path: str | Path, out_
         raise ValueError(f"bn must be 'running' or 'batch', got {bn!r}")
     method, data_cfg, step = _load_method(weights_path, device)
     if bn == "batch":  # normalise with this scene's statistics (the running buffers are updated, never saved)
-        for module in method.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.train()
+        for module in batch_norms(method):
+            module.train()
     cloud = read_scene(scene_path)
     if cloud.normal is None:
         cloud = cloud.copy()
