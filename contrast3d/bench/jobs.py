@@ -49,7 +49,7 @@ def _peak_rss_mb() -> float:
 
 
 def _init_worker(threads: int) -> None:
-    """Die with the parent (Linux), and use ``threads`` torch / numba threads."""
+    """Die with the parent (Linux), and use ``threads`` torch / numba / BLAS threads."""
     try:
         import ctypes
         import signal
@@ -59,9 +59,9 @@ def _init_worker(threads: int) -> None:
         pass
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
-    import torch
+    from contrast3d.threads import limit_threads  # numpy may already be imported: the env alone is too late
 
-    torch.set_num_threads(threads)
+    limit_threads(threads)
 
 
 def _write_state(folder: Path, digest: str, status: str, result: dict[str, Any] | None = None) -> None:

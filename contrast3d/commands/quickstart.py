@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     from contrast3d.errors import DataError
     from contrast3d.quickstart import FAST, QuickstartConfig, format_table, run_quickstart, verdict
+    from contrast3d.threads import limit_threads
 
     output_dir(args.out)
     cfg = FAST if args.fast else QuickstartConfig()
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         val = max(1, round(args.scenes / 3))
         changes.update(train_scenes=args.scenes - val, val_scenes=val)
     cfg = dataclasses.replace(cfg, **changes)
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+    limit_threads(max(1, min(torch.get_num_threads(), 2)))
     result = run_quickstart(args.out, cfg)
     print()
     print(format_table(result))

@@ -124,13 +124,10 @@ def run_job(job: SceneJob) -> dict[str, Any]:
 
 
 def _init_worker(threads: int) -> None:
-    """Pool initializer: cap numba / torch threads of a worker process."""
-    import numba
-    import torch
+    """Pool initializer: cap the numba / torch / BLAS threads of a worker process."""
+    from contrast3d.threads import limit_threads
 
-    # NUMBA_NUM_THREADS is set on numba.config at import time, invisibly to a type checker.
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
-    torch.set_num_threads(threads)
+    limit_threads(threads)
 
 
 def _cpus() -> int:

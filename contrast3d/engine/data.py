@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from contrast3d.errors import DataError
+from contrast3d.threads import limit_blas
 
 
 @dataclass
@@ -203,7 +204,10 @@ class SeededDataset(Dataset):
 
 
 def seed_worker(worker_id: int) -> None:
-    """``worker_init_fn``: seed ``random`` and numpy from the worker's torch seed."""
+    """``worker_init_fn``: seed ``random`` and numpy from the worker's torch seed; one BLAS thread, as torch
+    gives the worker one thread of its own (:mod:`contrast3d.threads`: BLAS pools competing with the other
+    workers made the augmentations' small matrix products ~25x slower)."""
+    limit_blas(1)
     s = torch.initial_seed() % 2**32
     random.seed(s)
     np.random.seed(s)
