@@ -10,10 +10,14 @@ PNGs) is in ``--out``; finished runs are reused when re-run with the same settin
 continues killed ones.
 
 Sized for about an hour on 2 CPU cores (2 single-thread worker processes): 2 x 800 pre-training
-steps, 12 + 6 fine-tuning runs of 100 steps, 6 of 250 steps (scratch-long), 24 probes, plus about
-5 minutes to build the data. The estimate comes from per-step times of single-thread runs on a busy
-2-core machine (about 2 s per pre-training or fine-tuning step, ~10 s per evaluation there), not from
-a full run. ``--json`` prints only the JSON object (one line, last); otherwise the report is printed
+steps, 12 + 6 fine-tuning runs of 100 steps, 6 of 250 steps (scratch-long), the probes, plus about
+5 minutes to build the data. Per-run wall times measured with 2 single-thread workers on an otherwise
+idle 2-core machine (load ~2): a 100-step fine-tune 2.1 min, a 250-step one 5.0 min, a probe under
+1 min, a 300-step PointContrast (PointInfoNCE) pre-training 3.7-4.9 min (~10-13 min for 800 steps). Added up, with
+two runs at a time: ~13 min pre-training + ~36 min fine-tuning and probes + data, about 55 minutes.
+That is a sum of measured runs; the script has not been timed end to end from an empty folder in one go.
+
+``--json`` prints only the JSON object (one line, last); otherwise the report is printed
 first.
 
     python benchmarks/label_efficiency.py --json            # about an hour on 2 CPU cores
