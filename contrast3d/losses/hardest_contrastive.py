@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from contrast3d.losses.info_nce import matched_rows
+
 
 def _pairwise_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``(A, B)`` Euclidean distances, numerically safe for equal rows."""
@@ -74,7 +76,7 @@ def hardest_contrastive(feat1: torch.Tensor, feat2: torch.Tensor, matches: torch
     pool1 = torch.arange(n1, device=dev) if neg_pool1 is None else neg_pool1.to(dev)
     pool2 = torch.arange(n2, device=dev) if neg_pool2 is None else neg_pool2.to(dev)
     i, j = matches[:, 0], matches[:, 1]
-    f_i, f_j = feat1[i], feat2[j]
+    f_i, f_j = matched_rows(feat1, feat2, matches)
 
     if fcgf_positive:
         pos = F.relu((f_i - f_j).pow(2).sum(1) - pos_margin)

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from scipy.spatial import cKDTree
 from torch import nn
 
-from contrast3d.losses.info_nce import point_info_nce
+from contrast3d.losses.info_nce import matched_rows, point_info_nce
 
 
 def _knn_matches_scene(coord1: np.ndarray, coord2: np.ndarray, radius: float, max_k: int,
@@ -109,7 +109,7 @@ def msc_info_nce(feat1: torch.Tensor, feat2: torch.Tensor, matches: torch.Tensor
     matches = torch.as_tensor(matches, dtype=torch.long, device=feat1.device)
     if matches.dim() != 2 or matches.shape[1] != 2:
         raise ValueError(f"matches must be (K, 2); got {tuple(matches.shape)}")
-    return point_info_nce(feat1[matches[:, 0]], feat2[matches[:, 1]], tau=tau)
+    return point_info_nce(*matched_rows(feat1, feat2, matches), tau=tau)
 
 
 def _masked(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

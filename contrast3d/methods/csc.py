@@ -63,6 +63,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from contrast3d.losses.csc import csc_info_nce, num_partitions, partition_ids
+from contrast3d.losses.info_nce import matched_rows
 from contrast3d.methods.base import MethodSpec, PretrainMethod
 from contrast3d.methods.common import (
     SMOKE_VIEWS,
@@ -199,7 +200,7 @@ class CSC(PretrainMethod):
                 if matches.shape[0] == 0:
                     continue
                 part = self.anchor_partitions(batch, matches)
-                q, k = f1[matches[:, 0]], f2[matches[:, 1]]
+                q, k = matched_rows(f1, f2, matches)
                 losses.append(csc_info_nce(q, k, tau=cfg.tau, num_angles=cfg.num_angles, reduction=cfg.reduction,
                                            partitions=part))
                 with torch.no_grad():

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from contrast3d.losses import hardest_contrastive, point_info_nce
+from contrast3d.losses import hardest_contrastive, matched_rows, point_info_nce
 from contrast3d.methods.base import MethodSpec, PretrainMethod
 from contrast3d.methods.common import (
     SMOKE_VIEWS,
@@ -141,7 +141,7 @@ class PointContrast(PretrainMethod):
             if cfg.negatives == "scene":
                 group = torch.searchsorted(batch.match_offset, pick, right=True)
             key_id = matches[:, 1] if cfg.mask_repeated_keys else None
-            loss = point_info_nce(f1[matches[:, 0]], f2[matches[:, 1]], cfg.tau, group,
+            loss = point_info_nce(*matched_rows(f1, f2, matches), cfg.tau, group,
                                   key_id=key_id, gather=cfg.gather_negatives)
             logs = {}
         else:

@@ -200,3 +200,30 @@ def test_gather_across_processes_equals_the_concatenated_batch(tmp_path):
     loss, _, gk = _single_process("plain")
     assert local["plain"][0].item() == pytest.approx(loss.item(), rel=1e-10)
     assert (local["plain"][2] - gk).abs().max() > 1e-3
+
+
+def test_matched_rows_backward_is_bit_stable_at_two_threads():
+    """Repeated matched rows: the same gradients every time at 2 threads (advanced indexing's backward
+    was not: this test failed with ``feat[idx]`` in place of ``index_select``)."""
+    from contrast3d.losses import matched_rows
+
+    gen = torch.Generator().manual_seed(0)
+    f1 = torch.randn(20000, 32, generator=gen, requires_grad=True)
+    f2 = torch.randn(20000, 32, generator=gen, requires_grad=True)
+    matches = torch.randint(0, 20000, (4096, 2), generator=gen)
+    matches[:2000] %= 500  # many repeated rows on both sides
+    weight = torch.randn(4096, 32, generator=gen)
+    q, k = matched_rows(f1, f2, matches)
+    assert torch.equal(q, f1[matches[:, 0]]) and torch.equal(k, f2[matches[:, 1]])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(30):
+            f1.grad = f2.grad = None
+            q, k = matched_rows(f1, f2, matches)
+            ((q + k) * weight).sum().backward()
+            grads.append(torch.cat([f1.grad, f2.grad]))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(grads[0], g) for g in grads[1:])
