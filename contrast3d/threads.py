@@ -14,13 +14,10 @@ from __future__ import annotations
 def limit_blas(threads: int) -> None:
     """Cap the BLAS pool(s) loaded in this process at ``threads`` (for the rest of the process).
 
-    Uses :mod:`threadpoolctl` when installed; without it this is a no-op (the environment variables
-    ``OPENBLAS_NUM_THREADS`` / ``MKL_NUM_THREADS`` set before numpy is imported do the same).
+    (:mod:`threadpoolctl`; setting ``OPENBLAS_NUM_THREADS`` / ``MKL_NUM_THREADS`` only works before numpy is imported.)
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency; kept optional for vendored installs
-        return
+    from threadpoolctl import threadpool_limits
+
     threadpool_limits(limits=max(1, int(threads)), user_api="blas")
 
 

@@ -136,12 +136,13 @@ class PointContrast(PretrainMethod):
         f2 = self.embed(batch.view2)
         pick = sample_rows(batch.matches.shape[0], cfg.num_matches, f1.device)
         matches = batch.matches[pick]
+        q_raw, k_raw = matched_rows(f1, f2, matches)  # (M, D) each
         if cfg.loss == "infonce":
             group = None
             if cfg.negatives == "scene":
                 group = torch.searchsorted(batch.match_offset, pick, right=True)
             key_id = matches[:, 1] if cfg.mask_repeated_keys else None
-            loss = point_info_nce(*matched_rows(f1, f2, matches), cfg.tau, group,
+            loss = point_info_nce(q_raw, k_raw, cfg.tau, group,
                                   key_id=key_id, gather=cfg.gather_negatives)
             logs = {}
         else:
@@ -154,7 +155,7 @@ class PointContrast(PretrainMethod):
                 fcgf_positive=cfg.fcgf_positive, all_matches=batch.matches)
             loss, logs = pos + neg, {"pos_loss": pos.detach(), "neg_loss": neg.detach()}
         with torch.no_grad():
-            q, k = F.normalize(f1[matches[:, 0]], dim=1), F.normalize(f2[matches[:, 1]], dim=1)
+            q, k = F.normalize(q_raw, dim=1), F.normalize(k_raw, dim=1)
             logs["pos_cos"] = (q * k).sum(1).mean() if len(q) else q.new_zeros(())
             logs["matches"] = f1.new_tensor(float(batch.matches.shape[0]))
             if cfg.loss == "infonce":  # sampled matches whose view-2 point another one already has
